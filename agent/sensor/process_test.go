@@ -1,0 +1,277 @@
+package sensor
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigil-sensor/vigil/agent/event"
+	"github.com/vigil-sensor/vigil/internal/testutil"
+)
+
+// collector runs a loaded sensor and hands decoded events to the test.
+type collector struct {
+	events chan any
+}
+
+func startSensor(t *testing.T, opts Options) (*Process, *collector) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	p, err := LoadProcess(opts)
+	if err != nil {
+		t.Fatalf("load process sensor: %v", err)
+	}
+	c := &collector{events: make(chan any, 1<<16)}
+	dec := &Decoder{BootTime: time.Unix(0, 0)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			raw, err := p.ReadRaw()
+			if errors.Is(err, ErrClosed) {
+				return
+			}
+			if err != nil {
+				t.Errorf("read: %v", err)
+				return
+			}
+			ev, err := dec.Decode(raw)
+			if err != nil {
+				t.Errorf("decode: %v", err)
+				return
+			}
+			select {
+			case c.events <- ev:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		<-done
+	})
+	return p, c
+}
+
+// waitFor returns the first event for pid that match accepts.
+func (c *collector) waitFor(t *testing.T, what string, match func(any) bool) any {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-c.events:
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event within 5s", what)
+		}
+	}
+}
+
+func (c *collector) exec(t *testing.T, pid int) *event.Exec {
+	t.Helper()
+	return c.waitFor(t, "exec", func(ev any) bool {
+		e, ok := ev.(*event.Exec)
+		return ok && e.Process.PID == uint32(pid)
+	}).(*event.Exec)
+}
+
+func (c *collector) exit(t *testing.T, pid int) *event.Exit {
+	t.Helper()
+	return c.waitFor(t, "exit", func(ev any) bool {
+		e, ok := ev.(*event.Exit)
+		return ok && e.Process.PID == uint32(pid)
+	}).(*event.Exit)
+}
+
+func TestExecAndExitEvents(t *testing.T) {
+	_, c := startSensor(t, Options{})
+	wantExe, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory the unprivileged user may enter, with a mount-free path.
+	dir := "/usr/share"
+	wantCwd, _ := filepath.EvalSymlinks(dir)
+
+	cmd := exec.Command("/bin/sh", "-c", "exit 3", "vigil-arg0")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65533}}
+	err = cmd.Run()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 {
+		t.Fatalf("run sh: %v", err)
+	}
+	pid := cmd.Process.Pid
+
+	ex := c.exec(t, pid)
+	if ex.Exe != wantExe {
+		t.Errorf("exe = %q, want %q", ex.Exe, wantExe)
+	}
+	if ex.Filename != "/bin/sh" {
+		t.Errorf("filename = %q, want /bin/sh", ex.Filename)
+	}
+	if want := []string{"/bin/sh", "-c", "exit 3", "vigil-arg0"}; !slices.Equal(ex.Args, want) {
+		t.Errorf("args = %q, want %q", ex.Args, want)
+	}
+	if ex.ArgsTruncated || ex.ExeTruncated || ex.ExeDeleted || ex.ExeMemfd {
+		t.Errorf("unexpected flags: %+v", ex)
+	}
+	if ex.Cwd != wantCwd {
+		t.Errorf("cwd = %q, want %q", ex.Cwd, wantCwd)
+	}
+	if ex.Process.PPID != uint32(os.Getpid()) {
+		t.Errorf("ppid = %d, want %d", ex.Process.PPID, os.Getpid())
+	}
+	if ex.Process.UID != 65534 || ex.Process.EUID != 65534 || ex.Process.GID != 65533 {
+		t.Errorf("uid/euid/gid = %d/%d/%d, want 65534/65534/65533", ex.Process.UID, ex.Process.EUID, ex.Process.GID)
+	}
+	if ex.Process.Comm != "sh" {
+		t.Errorf("comm = %q, want sh", ex.Process.Comm)
+	}
+	if ex.Process.StartTime == 0 || ex.Process.CgroupID == 0 {
+		t.Errorf("start time %d, cgroup id %d: want both set", ex.Process.StartTime, ex.Process.CgroupID)
+	}
+	// /proc reports the start time in clock ticks (1/100 s) since boot.
+	var self unix.Sysinfo_t
+	_ = unix.Sysinfo(&self)
+	if up := uint64(self.Uptime) * 1e9; ex.Process.StartTime > up+2e9 {
+		t.Errorf("start time %d ns since boot is after uptime %d", ex.Process.StartTime, up)
+	}
+
+	exit := c.exit(t, pid)
+	if exit.ExitCode != 3<<8 {
+		t.Errorf("exit code = %#x, want %#x", exit.ExitCode, 3<<8)
+	}
+	if exit.Process.StartTime != ex.Process.StartTime {
+		t.Errorf("exit start time %d != exec start time %d", exit.Process.StartTime, ex.Process.StartTime)
+	}
+}
+
+func TestForkEventAndKilledExit(t *testing.T) {
+	_, c := startSensor(t, Options{})
+	cmd := exec.Command("/bin/sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	fork := c.waitFor(t, "fork", func(ev any) bool {
+		f, ok := ev.(*event.Fork)
+		return ok && f.Process.PID == uint32(pid)
+	}).(*event.Fork)
+	if fork.Process.PPID != uint32(os.Getpid()) {
+		t.Errorf("fork ppid = %d, want %d", fork.Process.PPID, os.Getpid())
+	}
+	ex := c.exec(t, pid)
+	if ex.Process.StartTime != fork.Process.StartTime {
+		t.Errorf("exec start time %d != fork start time %d", ex.Process.StartTime, fork.Process.StartTime)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	if got := c.exit(t, pid).ExitCode; got != int32(syscall.SIGKILL) {
+		t.Errorf("exit code = %#x, want %#x (killed by SIGKILL)", got, int32(syscall.SIGKILL))
+	}
+}
+
+func TestArgsAreBoundedAndMarked(t *testing.T) {
+	_, c := startSensor(t, Options{})
+	args := make([]string, 0, 20)
+	for i := range 20 {
+		args = append(args, "a"+strings.Repeat("x", i))
+	}
+	cmd := exec.Command("/bin/true", args...)
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ex := c.exec(t, cmd.Process.Pid)
+	if len(ex.Args) != MaxArgs || !ex.ArgsTruncated {
+		t.Fatalf("got %d args, truncated=%v; want %d, truncated", len(ex.Args), ex.ArgsTruncated, MaxArgs)
+	}
+	if ex.Args[0] != "/bin/true" || ex.Args[15] != args[14] {
+		t.Errorf("args = %q", ex.Args)
+	}
+
+	long := strings.Repeat("y", 2000)
+	cmd = exec.Command("/bin/true", long)
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ex = c.exec(t, cmd.Process.Pid)
+	if !ex.ArgsTruncated || len(ex.Args) != 2 || ex.Args[1] != long[:1024-len("/bin/true")-1] {
+		t.Errorf("long arg: truncated=%v, %d args, second %d bytes", ex.ArgsTruncated, len(ex.Args), len(ex.Args[len(ex.Args)-1]))
+	}
+}
+
+func TestMemfdAndDeletedExecutables(t *testing.T) {
+	_, c := startSensor(t, Options{})
+	image, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A memfd image, executed through /proc/self/fd.
+	fd, err := unix.MemfdCreate("vigil-test", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := os.NewFile(uintptr(fd), "memfd")
+	defer mem.Close()
+	if _, err := mem.Write(image); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/proc/self/fd/3")
+	cmd.ExtraFiles = []*os.File{mem}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ex := c.exec(t, cmd.Process.Pid)
+	if !ex.ExeMemfd || !ex.ExeDeleted || ex.Exe != "/memfd:vigil-test" {
+		t.Errorf("memfd exec: exe %q memfd=%v deleted=%v; want /memfd:vigil-test, both set", ex.Exe, ex.ExeMemfd, ex.ExeDeleted)
+	}
+
+	// A file unlinked before it is executed from an open descriptor.
+	path := filepath.Join(t.TempDir(), "gone")
+	if err := os.WriteFile(path, image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	wantExe, _ := filepath.EvalSymlinks(path)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command("/proc/self/fd/3")
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ex = c.exec(t, cmd.Process.Pid)
+	if !ex.ExeDeleted || ex.ExeMemfd || ex.Exe != wantExe {
+		t.Errorf("deleted exec: exe %q deleted=%v memfd=%v; want %q, deleted only", ex.Exe, ex.ExeDeleted, ex.ExeMemfd, wantExe)
+	}
+}
+
+func TestRingSizeValidation(t *testing.T) {
+	for _, size := range []uint32{1000, 4096 * 3, 12} {
+		if err := checkRingSize(size); err == nil {
+			t.Errorf("ring size %d accepted", size)
+		}
+	}
+	if err := checkRingSize(1 << 20); err != nil {
+		t.Errorf("ring size 1 MiB refused: %v", err)
+	}
+}

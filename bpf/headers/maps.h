@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Maps shared by Vigil's kernel programs. */
+#ifndef VIGIL_MAPS_H
+#define VIGIL_MAPS_H
+
+#include "types.h"
+
+/* Ring buffer of the process family. The agent may resize it before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} process_events SEC(".maps");
+
+/* Per-CPU count of records that could not be reserved, indexed by enum event_family. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FAMILY_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost_events SEC(".maps");
+
+#define PATH_SCRATCH_LEN 4096
+#define NAME_MAX_LEN 256
+
+/* Per-CPU scratch space where paths are assembled from their last component backwards. */
+struct path_scratch {
+	char buf[PATH_SCRATCH_LEN + NAME_MAX_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_scratch);
+} path_scratch_map SEC(".maps");
+
+/* count_lost records one record of a family that did not fit into its ring buffer. */
+static __always_inline void count_lost(__u32 family)
+{
+	__u64 *n = bpf_map_lookup_elem(&lost_events, &family);
+	if (n)
+		*n += 1;
+}
+
+#endif /* VIGIL_MAPS_H */
