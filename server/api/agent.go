@@ -1,0 +1,201 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/fleet"
+	"github.com/vigil-sensor/vigil/server/store"
+)
+
+// AgentService handles AgentService.Connect.
+//
+// Protocol violations end the stream with codes.InvalidArgument: a first
+// message that is not a hello, a hello without host_id, and a second hello
+// on the same stream. Problems confined to one report do not: a report
+// without an incident, with an id that is not a canonical UUID, or whose
+// incident names another host than the hello is logged at warn level and
+// not acknowledged, and the stream goes on with the agent's other reports.
+// (The wire format has no negative acknowledgement, so the agent keeps such
+// a report pending; see the proposal in the server's report.) A message of
+// a kind this server does not know is logged and ignored, so that newer
+// agents can talk to older servers. A store failure ends the stream with
+// codes.Internal; the agent reconnects and resends what was not
+// acknowledged, which is safe because reports are idempotent by id.
+type AgentService struct {
+	vigilv1.UnimplementedAgentServiceServer
+
+	store store.Store
+	fleet *fleet.Registry
+	log   *slog.Logger
+	done  <-chan struct{}
+}
+
+// recvResult is one result of stream.Recv.
+type recvResult struct {
+	msg *vigilv1.AgentMessage
+	err error
+}
+
+// Connect implements vigilv1.AgentServiceServer.
+func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage]) error {
+	ctx := stream.Context()
+	peerAddr := "unknown"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		peerAddr = p.Addr.String()
+	}
+
+	// The first message must be a hello that names the host.
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return status.Error(codes.InvalidArgument, "stream closed before hello")
+	}
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Errorf(codes.InvalidArgument, "first message must be hello, got %s", messageKind(first))
+	}
+	if hello.GetHostId() == "" {
+		return status.Error(codes.InvalidArgument, "hello.host_id is empty")
+	}
+	hostID := hello.GetHostId()
+	log := a.log.With("host_id", hostID, "peer", peerAddr)
+	log.Info("agent connected",
+		"hostname", hello.GetHostname(),
+		"kernel", hello.GetKernelRelease(),
+		"version", hello.GetAgentVersion(),
+		"capabilities", hello.GetCapabilities())
+	a.fleet.Connected(hello, peerAddr)
+	defer a.fleet.Disconnected(hostID)
+
+	// Receive in a goroutine so that Shutdown can end the stream while it
+	// waits for the agent. The goroutine ends when the stream does.
+	msgs := make(chan recvResult)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			select {
+			case msgs <- recvResult{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	for {
+		var r recvResult
+		select {
+		case <-a.done:
+			log.Info("agent disconnected", "reason", "server shutting down")
+			return errShuttingDown
+		case r = <-msgs:
+		}
+		if errors.Is(r.err, io.EOF) {
+			log.Info("agent disconnected", "reason", "agent closed the stream")
+			return nil
+		}
+		if r.err != nil {
+			log.Info("agent disconnected", "reason", r.err)
+			return r.err
+		}
+		if err := a.handle(stream, log, hostID, r.msg); err != nil {
+			log.Warn("agent disconnected", "reason", err)
+			return err
+		}
+	}
+}
+
+// handle processes one message after the hello. It returns an error only
+// when the stream must end.
+func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, m *vigilv1.AgentMessage) error {
+	a.fleet.Seen(hostID)
+	switch msg := m.GetMsg().(type) {
+	case *vigilv1.AgentMessage_Hello:
+		return status.Error(codes.InvalidArgument, "hello sent twice on one stream")
+	case *vigilv1.AgentMessage_Heartbeat:
+		hb := msg.Heartbeat
+		a.fleet.Heartbeat(hostID, hb)
+		log.Debug("heartbeat",
+			"events_total", hb.GetEventsTotal(),
+			"events_lost", hb.GetEventsLost(),
+			"rss_bytes", hb.GetRssBytes(),
+			"pending_incidents", hb.GetPendingIncidents())
+		return nil
+	case *vigilv1.AgentMessage_Incident:
+		return a.report(stream, log, hostID, msg.Incident)
+	default:
+		log.Warn("ignoring agent message of unknown kind")
+		return nil
+	}
+}
+
+// report validates, stores and acknowledges one incident report.
+func (a *AgentService) report(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, rep *vigilv1.IncidentReport) error {
+	ctx := stream.Context()
+	seq := rep.GetSequence()
+	inc := rep.GetIncident()
+	if err := checkReport(hostID, inc); err != nil {
+		log.Warn("rejected incident report", "sequence", seq, "incident_id", inc.GetId(), "error", err)
+		return nil
+	}
+	if inc.GetHostId() == "" {
+		inc.HostId = hostID
+	}
+	cursor, inserted, err := a.store.Put(ctx, inc)
+	if errors.Is(err, store.ErrInvalid) {
+		log.Warn("rejected incident report", "sequence", seq, "incident_id", inc.GetId(), "error", err)
+		return nil
+	}
+	if err != nil {
+		log.Error("store incident", "sequence", seq, "incident_id", inc.GetId(), "error", err)
+		return storeError(ctx, "store incident "+inc.GetId(), err)
+	}
+	log.Debug("incident stored", "sequence", seq, "incident_id", inc.GetId(), "cursor", cursor, "duplicate", !inserted)
+	return stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_Ack{Ack: &vigilv1.Ack{
+		Sequence:   seq,
+		IncidentId: inc.GetId(),
+		Cursor:     cursor,
+	}}})
+}
+
+// checkReport checks what the agent service requires of a reported
+// incident beyond what the store checks.
+func checkReport(hostID string, inc *vigilv1.Incident) error {
+	if inc == nil {
+		return errors.New("incident report without incident")
+	}
+	if inc.GetId() == "" {
+		return errors.New("incident.id is empty")
+	}
+	if h := inc.GetHostId(); h != "" && h != hostID {
+		return fmt.Errorf("incident.host_id %q differs from hello.host_id %q", h, hostID)
+	}
+	return nil
+}
+
+// messageKind names the kind of an agent message for error messages.
+func messageKind(m *vigilv1.AgentMessage) string {
+	switch m.GetMsg().(type) {
+	case *vigilv1.AgentMessage_Hello:
+		return "hello"
+	case *vigilv1.AgentMessage_Heartbeat:
+		return "heartbeat"
+	case *vigilv1.AgentMessage_Incident:
+		return "incident"
+	default:
+		return "an empty or unknown message"
+	}
+}

@@ -1,0 +1,156 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/store"
+)
+
+const (
+	// DefaultPageSize is the page size of ListIncidents when the request
+	// leaves it 0.
+	DefaultPageSize = 50
+	// MaxPageSize is the largest page ListIncidents returns; larger
+	// requests are cut down to it.
+	MaxPageSize = 1000
+	// streamBatch is how many incidents StreamIncidents reads from the
+	// store at a time.
+	streamBatch = 256
+)
+
+// IncidentService handles IncidentService.
+type IncidentService struct {
+	vigilv1.UnimplementedIncidentServiceServer
+
+	store store.Store
+	log   *slog.Logger
+	done  <-chan struct{}
+}
+
+// ListIncidents implements vigilv1.IncidentServiceServer.
+func (s *IncidentService) ListIncidents(ctx context.Context, req *vigilv1.ListIncidentsRequest) (*vigilv1.ListIncidentsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	before, err := DecodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid page_token: %v", err)
+	}
+	// Read one more than asked to learn whether there is a next page.
+	incs, err := s.store.List(ctx, req.GetFilter(), before, size+1)
+	if err != nil {
+		return nil, storeError(ctx, "list incidents", err)
+	}
+	resp := &vigilv1.ListIncidentsResponse{Incidents: incs}
+	if len(incs) > size {
+		resp.Incidents = incs[:size]
+		resp.NextPageToken = EncodePageToken(incs[size-1].GetCursor())
+	}
+	return resp, nil
+}
+
+// GetIncident implements vigilv1.IncidentServiceServer.
+func (s *IncidentService) GetIncident(ctx context.Context, req *vigilv1.GetIncidentRequest) (*vigilv1.Incident, error) {
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "id is empty")
+	}
+	inc, err := s.store.Get(ctx, req.GetId())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "incident %s not found", req.GetId())
+	}
+	if err != nil {
+		return nil, storeError(ctx, "get incident", err)
+	}
+	return inc, nil
+}
+
+// StreamIncidents implements vigilv1.IncidentServiceServer. It sends every
+// stored incident after the request's cursor, oldest first, a batch at a
+// time, then waits for the store to change and goes on from the last
+// cursor sent. It reads at the pace the client receives (Send blocks on
+// flow control), so a slow client is never dropped and never loses an
+// incident. It ends when the client goes away or the server shuts down.
+func (s *IncidentService) StreamIncidents(req *vigilv1.StreamIncidentsRequest, stream grpc.ServerStreamingServer[vigilv1.Incident]) error {
+	ctx := stream.Context()
+	// Send headers at once so that a client knows the stream is up before
+	// the first incident arrives.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	filter := req.GetFilter()
+	cursor := req.GetAfterCursor()
+	for {
+		select {
+		case <-s.done:
+			return errShuttingDown
+		default:
+		}
+		// Take the change channel before reading, so that a Put between
+		// the read and the wait still wakes us.
+		changed := s.store.Changed()
+		batch, err := s.store.After(ctx, filter, cursor, streamBatch)
+		if err != nil {
+			return storeError(ctx, "read incidents", err)
+		}
+		for _, inc := range batch {
+			if err := stream.Send(inc); err != nil {
+				return err
+			}
+			cursor = inc.GetCursor()
+		}
+		if len(batch) == streamBatch {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.done:
+			return errShuttingDown
+		}
+	}
+}
+
+// pageTokenPrefix versions the page token format.
+const pageTokenPrefix = "v1:"
+
+// EncodePageToken returns the opaque page token that continues a listing
+// below cursor.
+func EncodePageToken(cursor uint64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatUint(cursor, 10)))
+}
+
+// DecodePageToken returns the cursor a page token continues below; the
+// empty token means from the newest incident (0).
+func DecodePageToken(token string) (uint64, error) {
+	if token == "" {
+		return 0, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return 0, errors.New("not a token from next_page_token")
+	}
+	rest, ok := strings.CutPrefix(string(raw), pageTokenPrefix)
+	if !ok {
+		return 0, errors.New("not a token from next_page_token")
+	}
+	c, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil || c == 0 {
+		return 0, errors.New("not a token from next_page_token")
+	}
+	return c, nil
+}

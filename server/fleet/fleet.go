@@ -1,0 +1,129 @@
+// Package fleet keeps, in memory, what the server knows about each agent:
+// its hello, whether it is connected, when it was last heard from and its
+// latest heartbeat.
+package fleet
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// Agent is the server's view of one agent, keyed by host id.
+type Agent struct {
+	// HostID identifies the host (its /etc/machine-id).
+	HostID string
+	// Hello is the hello of the agent's latest connection.
+	Hello *vigilv1.Hello
+	// Peer is the network address of the latest connection.
+	Peer string
+	// Connections counts the agent's open Connect streams (normally 0 or 1).
+	Connections int
+	// ConnectedAt is when the latest connection said hello.
+	ConnectedAt time.Time
+	// LastSeen is when the server last received anything from the agent.
+	LastSeen time.Time
+	// LastHeartbeat is the latest heartbeat, nil until the first one.
+	LastHeartbeat *vigilv1.Heartbeat
+}
+
+// Registry holds the Agent of every host seen since the server started.
+// It is safe for concurrent use. The zero value is not usable; call New.
+type Registry struct {
+	mu     sync.Mutex
+	now    func() time.Time
+	agents map[string]*Agent
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{now: time.Now, agents: make(map[string]*Agent)}
+}
+
+// Connected records a Connect stream that said hello from peer.
+func (r *Registry) Connected(hello *vigilv1.Hello, peer string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	a := r.agent(hello.GetHostId())
+	a.Hello = proto.Clone(hello).(*vigilv1.Hello)
+	a.Peer = peer
+	a.Connections++
+	a.ConnectedAt = now
+	a.LastSeen = now
+}
+
+// Disconnected records the end of one Connect stream of hostID.
+func (r *Registry) Disconnected(hostID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if a, ok := r.agents[hostID]; ok && a.Connections > 0 {
+		a.Connections--
+	}
+}
+
+// Seen records that something arrived from hostID now.
+func (r *Registry) Seen(hostID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.agent(hostID).LastSeen = r.now()
+}
+
+// Heartbeat keeps hb as the latest heartbeat of hostID.
+func (r *Registry) Heartbeat(hostID string, hb *vigilv1.Heartbeat) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.agent(hostID)
+	a.LastHeartbeat = proto.Clone(hb).(*vigilv1.Heartbeat)
+	a.LastSeen = r.now()
+}
+
+// Get returns a copy of the agent of hostID.
+func (r *Registry) Get(hostID string) (Agent, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.agents[hostID]
+	if !ok {
+		return Agent{}, false
+	}
+	return copyAgent(a), true
+}
+
+// Agents returns a copy of every agent, sorted by host id.
+func (r *Registry) Agents() []Agent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Agent, 0, len(r.agents))
+	for _, a := range r.agents {
+		out = append(out, copyAgent(a))
+	}
+	slices.SortFunc(out, func(a, b Agent) int { return strings.Compare(a.HostID, b.HostID) })
+	return out
+}
+
+// agent returns the entry of hostID, creating it. r.mu must be held.
+func (r *Registry) agent(hostID string) *Agent {
+	a, ok := r.agents[hostID]
+	if !ok {
+		a = &Agent{HostID: hostID}
+		r.agents[hostID] = a
+	}
+	return a
+}
+
+// copyAgent returns a deep copy, so callers cannot race with the registry.
+func copyAgent(a *Agent) Agent {
+	c := *a
+	if a.Hello != nil {
+		c.Hello = proto.Clone(a.Hello).(*vigilv1.Hello)
+	}
+	if a.LastHeartbeat != nil {
+		c.LastHeartbeat = proto.Clone(a.LastHeartbeat).(*vigilv1.Heartbeat)
+	}
+	return c
+}

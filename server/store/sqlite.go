@@ -1,0 +1,275 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// schemaVersion is stored in PRAGMA user_version; a file written by a newer
+// server is refused rather than misread.
+const schemaVersion = 1
+
+const schema = `
+CREATE TABLE IF NOT EXISTS incidents (
+	cursor      INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          TEXT    NOT NULL UNIQUE,
+	host_id     TEXT    NOT NULL,
+	severity    INTEGER NOT NULL,
+	rule_id     TEXT    NOT NULL,
+	received_ns INTEGER NOT NULL,
+	body        BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_host_cursor ON incidents (host_id, cursor);
+CREATE INDEX IF NOT EXISTS incidents_rule_cursor ON incidents (rule_id, cursor);
+CREATE INDEX IF NOT EXISTS incidents_severity_cursor ON incidents (severity, cursor);
+`
+
+// busyTimeout is how long a connection waits for another one's write lock.
+const busyTimeout = 5 * time.Second
+
+// SQLite is a Store in one SQLite file, in WAL mode so that readers never
+// block the writer. Only one server process should use a file at a time:
+// Changed only sees the Puts of this process.
+type SQLite struct {
+	db     *sql.DB
+	path   string
+	notify Notifier
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens the SQLite database at path, creating the file and the
+// schema when they do not exist. The directory must exist.
+func OpenSQLite(path string) (*SQLite, error) {
+	if path == "" {
+		return nil, errors.New("open sqlite: empty path")
+	}
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	s := &SQLite{db: db, path: path}
+	if err := s.init(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// dsn builds the modernc.org/sqlite data source name for path: a file: URI
+// (so that a path may hold any character) with the pragmas every connection
+// of the pool needs.
+func dsn(path string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + esc +
+		"?_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)"
+}
+
+// init checks the schema version and creates the schema.
+func (s *SQLite) init(ctx context.Context) error {
+	var version int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this server understands (%d)", version, schemaVersion)
+	}
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	if _, err := s.db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("write schema version: %w", err)
+	}
+	return nil
+}
+
+// Path returns the file the store was opened on.
+func (s *SQLite) Path() string { return s.path }
+
+// Put implements Store.
+func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, error) {
+	if err := Validate(inc); err != nil {
+		return 0, false, err
+	}
+	body := proto.Clone(inc).(*vigilv1.Incident)
+	body.Cursor = 0
+	body.ReceivedTime = nil
+	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	if err != nil {
+		return 0, false, fmt.Errorf("marshal incident %s: %w", inc.GetId(), err)
+	}
+	var cursor int64
+	err = s.db.QueryRowContext(ctx,
+		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body)
+		 VALUES (?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (id) DO NOTHING
+		 RETURNING cursor`,
+		inc.GetId(), inc.GetHostId(), int32(inc.GetSeverity()), inc.GetRuleId(), time.Now().UnixNano(), blob,
+	).Scan(&cursor)
+	switch {
+	case err == nil:
+		s.notify.Notify()
+		return uint64(cursor), true, nil
+	case errors.Is(err, sql.ErrNoRows):
+		// The id is already stored: hand back its cursor.
+		if err := s.db.QueryRowContext(ctx, `SELECT cursor FROM incidents WHERE id = ?`, inc.GetId()).Scan(&cursor); err != nil {
+			return 0, false, fmt.Errorf("look up duplicate incident %s: %w", inc.GetId(), err)
+		}
+		return uint64(cursor), false, nil
+	default:
+		return 0, false, fmt.Errorf("insert incident %s: %w", inc.GetId(), err)
+	}
+}
+
+// Get implements Store.
+func (s *SQLite) Get(ctx context.Context, id string) (*vigilv1.Incident, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT cursor, received_ns, body FROM incidents WHERE id = ?`, id)
+	inc, err := scanIncident(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("get incident %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get incident %s: %w", id, err)
+	}
+	return inc, nil
+}
+
+// List implements Store.
+func (s *SQLite) List(ctx context.Context, filter *vigilv1.IncidentFilter, beforeCursor uint64, limit int) ([]*vigilv1.Incident, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list incidents: limit %d is not positive", limit)
+	}
+	where, args := filterClause(filter)
+	if beforeCursor > 0 {
+		where = append(where, "cursor < ?")
+		args = append(args, clampCursor(beforeCursor))
+	}
+	out, err := s.query(ctx, where, args, "DESC", limit)
+	if err != nil {
+		return nil, fmt.Errorf("list incidents: %w", err)
+	}
+	return out, nil
+}
+
+// After implements Store.
+func (s *SQLite) After(ctx context.Context, filter *vigilv1.IncidentFilter, afterCursor uint64, limit int) ([]*vigilv1.Incident, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("read incidents after %d: limit %d is not positive", afterCursor, limit)
+	}
+	where, args := filterClause(filter)
+	where = append(where, "cursor > ?")
+	args = append(args, clampCursor(afterCursor))
+	out, err := s.query(ctx, where, args, "ASC", limit)
+	if err != nil {
+		return nil, fmt.Errorf("read incidents after %d: %w", afterCursor, err)
+	}
+	return out, nil
+}
+
+// Changed implements Store.
+func (s *SQLite) Changed() <-chan struct{} { return s.notify.Wait() }
+
+// Close implements Store.
+func (s *SQLite) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close sqlite %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// filterClause turns a filter into WHERE conditions and their arguments.
+func filterClause(f *vigilv1.IncidentFilter) ([]string, []any) {
+	var where []string
+	var args []any
+	if h := f.GetHostId(); h != "" {
+		where = append(where, "host_id = ?")
+		args = append(args, h)
+	}
+	if r := f.GetRuleId(); r != "" {
+		where = append(where, "rule_id = ?")
+		args = append(args, r)
+	}
+	if sev := f.GetMinSeverity(); sev != vigilv1.Severity_SEVERITY_UNSPECIFIED {
+		where = append(where, "severity >= ?")
+		args = append(args, int32(sev))
+	}
+	return where, args
+}
+
+// query runs a SELECT over incidents with the given conditions, ordered by
+// cursor in direction dir ("ASC" or "DESC").
+func (s *SQLite) query(ctx context.Context, where []string, args []any, dir string, limit int) ([]*vigilv1.Incident, error) {
+	q := "SELECT cursor, received_ns, body FROM incidents"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY cursor " + dir + " LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*vigilv1.Incident
+	for rows.Next() {
+		inc, err := scanIncident(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanIncident reads one (cursor, received_ns, body) row.
+func scanIncident(row scanner) (*vigilv1.Incident, error) {
+	var cursor, receivedNS int64
+	var blob []byte
+	if err := row.Scan(&cursor, &receivedNS, &blob); err != nil {
+		return nil, err
+	}
+	inc := &vigilv1.Incident{}
+	if err := proto.Unmarshal(blob, inc); err != nil {
+		return nil, fmt.Errorf("unmarshal incident at cursor %d: %w", cursor, err)
+	}
+	inc.Cursor = uint64(cursor)
+	inc.ReceivedTime = timestamppb.New(time.Unix(0, receivedNS))
+	return inc, nil
+}
+
+// clampCursor converts a cursor to SQLite's signed integer; cursors never
+// exceed math.MaxInt64, so larger values behave like it.
+func clampCursor(c uint64) int64 {
+	if c > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(c)
+}

@@ -1,0 +1,86 @@
+// Package store keeps the incidents the server receives and hands them out
+// again in cursor order.
+//
+// A Store gives every incident it inserts a cursor that only grows. Clients
+// page through incidents by cursor (List, newest first; After, oldest first)
+// and streams follow new incidents by waiting on Changed and reading After
+// their last cursor at their own pace, so a slow reader never loses anything.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// ErrNotFound is returned by Get when no incident has the requested id.
+var ErrNotFound = errors.New("incident not found")
+
+// ErrInvalid is wrapped by every error that Put returns because the incident
+// itself is unacceptable (as opposed to the store failing). Test it with
+// errors.Is.
+var ErrInvalid = errors.New("invalid incident")
+
+// Store keeps incidents. Implementations are safe for concurrent use.
+type Store interface {
+	// Put stores an incident and returns its cursor. Incidents are
+	// deduplicated by id: when an incident with the same id is already
+	// stored, Put stores nothing, returns the original cursor and
+	// inserted=false. A stored incident gets a cursor larger than every
+	// cursor handed out before and its received_time; the caller's message
+	// is not modified. Put rejects a nil incident and an id that is empty or
+	// not a UUID in canonical lower-case form with an error wrapping
+	// ErrInvalid that names the field.
+	Put(ctx context.Context, inc *vigilv1.Incident) (cursor uint64, inserted bool, err error)
+
+	// Get returns the incident with this id, with cursor and received_time
+	// set, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, id string) (*vigilv1.Incident, error)
+
+	// List returns at most limit incidents matching filter with a cursor
+	// smaller than beforeCursor, newest (largest cursor) first.
+	// beforeCursor 0 starts from the newest incident. A nil filter matches
+	// everything. limit must be positive.
+	List(ctx context.Context, filter *vigilv1.IncidentFilter, beforeCursor uint64, limit int) ([]*vigilv1.Incident, error)
+
+	// After returns at most limit incidents matching filter with a cursor
+	// larger than afterCursor, oldest (smallest cursor) first. A nil filter
+	// matches everything. limit must be positive.
+	After(ctx context.Context, filter *vigilv1.IncidentFilter, afterCursor uint64, limit int) ([]*vigilv1.Incident, error)
+
+	// Changed returns a channel that is closed by the next Put that inserts
+	// an incident (after Changed was called). Every caller waiting on the
+	// same generation is woken at once; nothing is ever sent on it. To
+	// follow new incidents without missing any: call Changed, read After
+	// your last cursor until it returns fewer than limit, then wait on the
+	// channel and repeat.
+	Changed() <-chan struct{}
+
+	// Close releases the store. Calls after Close fail.
+	Close() error
+}
+
+// ValidateID reports whether id is acceptable as an incident id: a UUID in
+// its canonical 36-character lower-case form. The error wraps ErrInvalid.
+func ValidateID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: id is empty", ErrInvalid)
+	}
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
+		return fmt.Errorf("%w: id %q is not a canonical lower-case UUID", ErrInvalid, id)
+	}
+	return nil
+}
+
+// Validate checks what Put requires of an incident. The error wraps
+// ErrInvalid and names the offending field.
+func Validate(inc *vigilv1.Incident) error {
+	if inc == nil {
+		return fmt.Errorf("%w: incident is nil", ErrInvalid)
+	}
+	return ValidateID(inc.GetId())
+}
