@@ -1,0 +1,223 @@
+// Package transport carries the agent's incidents to the Vigil server over
+// one long-lived AgentService.Connect stream: it resends what the server has
+// not acknowledged after every reconnect, and reconnects with backoff.
+package transport
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// DefaultMaxPending bounds the unacknowledged incidents kept in memory.
+const DefaultMaxPending = 100_000
+
+// ErrQueueFull is returned by Send when MaxPending incidents await an ack.
+var ErrQueueFull = errors.New("incident queue full: the server has not acknowledged earlier incidents")
+
+// Client sends incidents to the server. Configure the exported fields, then
+// call Run once; Send may be called from any goroutine before and during Run.
+type Client struct {
+	// Addr is the server's gRPC address, host:port.
+	Addr string
+	// Hello is sent first on every connection.
+	Hello *vigilv1.Hello
+	// Heartbeat, if set, builds the heartbeats sent every HeartbeatInterval.
+	Heartbeat func() *vigilv1.Heartbeat
+	// HeartbeatInterval defaults to 10 s.
+	HeartbeatInterval time.Duration
+	// MaxPending defaults to DefaultMaxPending.
+	MaxPending int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	nextSeq   uint64
+	pending   map[uint64]*vigilv1.IncidentReport
+	wake      chan struct{}
+	connected bool
+	acked     uint64
+}
+
+func (c *Client) init() {
+	if c.pending == nil {
+		c.pending = make(map[uint64]*vigilv1.IncidentReport)
+		c.wake = make(chan struct{}, 1)
+	}
+}
+
+// Send queues an incident. It is kept until the server acknowledges it.
+func (c *Client) Send(inc *vigilv1.Incident) error {
+	c.mu.Lock()
+	c.init()
+	max := c.MaxPending
+	if max <= 0 {
+		max = DefaultMaxPending
+	}
+	if len(c.pending) >= max {
+		c.mu.Unlock()
+		return ErrQueueFull
+	}
+	c.nextSeq++
+	c.pending[c.nextSeq] = &vigilv1.IncidentReport{Sequence: c.nextSeq, Incident: inc}
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Stats reports the client's state.
+type Stats struct {
+	// Connected is set while a stream to the server is up.
+	Connected bool
+	// Pending counts incidents not yet acknowledged.
+	Pending int
+	// Acked counts incidents acknowledged since start.
+	Acked uint64
+}
+
+// Stats returns the client's current state.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked}
+}
+
+// Run connects and keeps the stream up until ctx ends, reconnecting with
+// exponential backoff (0.2 s doubling to 10 s) after each failure.
+func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	c.init()
+	c.mu.Unlock()
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("server address %q: %w", c.Addr, err)
+	}
+	defer conn.Close()
+	client := vigilv1.NewAgentServiceClient(conn)
+
+	const minBackoff, maxBackoff = 200 * time.Millisecond, 10 * time.Second
+	backoff := minBackoff
+	for {
+		start := time.Now()
+		err := c.session(ctx, client, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > maxBackoff {
+			backoff = minBackoff
+		}
+		log.Warn("server connection lost, retrying", "server", c.Addr, "error", err, "retry_in", backoff, "pending", c.Stats().Pending)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// session runs one stream: hello, every pending report in order, then new
+// reports and heartbeats as they come, while a goroutine takes the acks.
+func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Connect(ctx, grpc.WaitForReady(false))
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: c.Hello}}); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- c.receiveAcks(stream) }()
+
+	c.setConnected(true)
+	defer c.setConnected(false)
+	log.Info("connected to server", "server", c.Addr)
+
+	interval := c.HeartbeatInterval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+
+	var sentUpTo uint64 // a new stream resends everything pending
+	for {
+		for _, rep := range c.unsentAfter(sentUpTo) {
+			if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Incident{Incident: rep}}); err != nil {
+				return fmt.Errorf("send incident: %w", err)
+			}
+			sentUpTo = rep.Sequence
+		}
+		select {
+		case <-ctx.Done():
+			_ = stream.CloseSend()
+			return ctx.Err()
+		case err := <-recvErr:
+			return err
+		case <-c.wake:
+		case <-ticker.C:
+			if c.Heartbeat != nil {
+				if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: c.Heartbeat()}}); err != nil {
+					return fmt.Errorf("send heartbeat: %w", err)
+				}
+			}
+		}
+	}
+}
+
+func (c *Client) receiveAcks(stream grpc.BidiStreamingClient[vigilv1.AgentMessage, vigilv1.ServerMessage]) error {
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+		if ack := msg.GetAck(); ack != nil {
+			c.mu.Lock()
+			if _, ok := c.pending[ack.Sequence]; ok {
+				delete(c.pending, ack.Sequence)
+				c.acked++
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// unsentAfter returns the pending reports with a sequence above seq, in order.
+func (c *Client) unsentAfter(seq uint64) []*vigilv1.IncidentReport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*vigilv1.IncidentReport
+	for s, rep := range c.pending {
+		if s > seq {
+			out = append(out, rep)
+		}
+	}
+	slices.SortFunc(out, func(a, b *vigilv1.IncidentReport) int { return cmp.Compare(a.Sequence, b.Sequence) })
+	return out
+}
+
+func (c *Client) setConnected(v bool) {
+	c.mu.Lock()
+	c.connected = v
+	c.mu.Unlock()
+}
