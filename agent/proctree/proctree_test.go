@@ -120,4 +120,3 @@ func TestParseStatHandlesParensInComm(t *testing.T) {
 		t.Error("garbage stat accepted")
 	}
 }
-
