@@ -125,42 +125,39 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(ctx) }()
-	go func() {
-		<-ctx.Done()
-		proc.Close() // unblocks ReadRaw
-	}()
-
 	log.Info("vigil-agent running", "version", Version, "host_id", hostID, "hostname", hostname,
 		"server", cfg.ServerAddr, "rules", len(p.engine.Rules()))
 	dec := &sensor.Decoder{BootTime: bootTime}
-	lastPrune, lastLost := time.Now(), uint64(0)
-	for {
+	lastHousekeeping, lastLost := time.Now(), uint64(0)
+	for ctx.Err() == nil {
+		// Wake up at least once a second to notice shutdown and keep house.
+		proc.SetDeadline(time.Now().Add(time.Second))
 		raw, err := proc.ReadRaw()
-		if errors.Is(err, sensor.ErrClosed) {
-			break
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil:
 			return err
+		default:
+			if ev, err := dec.Decode(raw); err != nil {
+				log.Warn("undecodable event", "error", err)
+			} else {
+				st.events.Add(1)
+				p.handle(ev)
+			}
 		}
-		ev, err := dec.Decode(raw)
-		if err != nil {
-			log.Warn("undecodable event", "error", err)
-			continue
-		}
-		st.events.Add(1)
-		p.handle(ev)
-		if time.Since(lastPrune) > 10*time.Second {
-			lastPrune = time.Now()
+		if time.Since(lastHousekeeping) > 10*time.Second {
+			lastHousekeeping = time.Now()
 			tree.Prune()
 			if lost, err := proc.Lost(); err == nil && lost != lastLost {
-				log.Warn("kernel events lost: ring buffer full", "family", "process", "lost_total", lost, "ring_size", cfg.RingSize)
+				log.Warn("kernel events lost: ring buffer full", "family", "process", "lost_total", lost)
 				lastLost = lost
 			}
 		}
 	}
 	cancel()
 	<-clientDone
-	log.Info("vigil-agent stopped", "events", st.events.Load(), "incidents", st.incidents.Load(),
+	lost, _ := proc.Lost()
+	log.Info("vigil-agent stopped", "events", st.events.Load(), "lost", lost, "incidents", st.incidents.Load(),
 		"unsent_incidents", client.Stats().Pending)
 	return nil
 }

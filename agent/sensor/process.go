@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -96,6 +97,12 @@ func checkRingSize(size uint32) error {
 		return fmt.Errorf("ring size %d: must be a power of two of at least %d bytes", size, page)
 	}
 	return nil
+}
+
+// SetDeadline makes ReadRaw give up at t with an error that matches
+// os.ErrDeadlineExceeded; the zero time waits forever.
+func (p *Process) SetDeadline(t time.Time) {
+	p.reader.SetDeadline(t)
 }
 
 // ReadRaw blocks until the next record and returns its bytes, valid until

@@ -1,0 +1,514 @@
+// Package e2e runs the real vigil-server and vigil-agent on this host,
+// provokes each built-in rule with a real process, and checks what reaches
+// a client of the server's incident stream.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/vigil-sensor/vigil/internal/testutil"
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// helperEnv makes the test binary act as a helper process instead of running tests.
+const helperEnv = "VIGIL_E2E_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "listen-then-shell":
+		// A network-facing service that spawns a shell.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := exec.Command("/bin/sh", "-c", "exit 0").Run(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		// Stay up while the agent looks at this process's sockets.
+		time.Sleep(3 * time.Second)
+		ln.Close()
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(helperEnv))
+		os.Exit(2)
+	}
+}
+
+// stack is a running server and agent, and what a stream subscriber got.
+type stack struct {
+	addr     string
+	bins     string
+	scratch  string
+	conn     *grpc.ClientConn
+	agentLog *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// repoRoot is the checkout's top directory (tests run in their package directory).
+func repoRoot(t *testing.T) string {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// startStack builds the binaries outside /tmp (so that running them is not
+// itself suspicious), starts vigil-server on a free loopback port and
+// vigil-agent pointed at it, and waits until the agent is attached.
+func startStack(t *testing.T) *stack {
+	testutil.RequireRoot(t)
+	root := repoRoot(t)
+	cache := filepath.Join(root, ".cache")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bins, err := os.MkdirTemp(cache, "e2e-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bins) })
+	build := exec.Command("go", "build", "-o", bins+"/", "./agent/cmd/vigil-agent", "./server/cmd/vigil-server", "./server/cmd/vigilctl")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+
+	s := &stack{bins: bins, agentLog: &syncBuffer{}}
+	s.scratch, err = os.MkdirTemp(cache, "e2e-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(s.scratch) })
+
+	// The server, on a port picked by the kernel.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	ln.Close()
+	server := exec.Command(filepath.Join(bins, "vigil-server"), "--listen", s.addr, "--db", filepath.Join(t.TempDir(), "server.db"))
+	serverLog := &syncBuffer{}
+	server.Stdout, server.Stderr = serverLog, serverLog
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = server.Process.Signal(unix.SIGTERM)
+		_ = server.Wait()
+		if t.Failed() {
+			t.Logf("vigil-server log:\n%s", serverLog.String())
+		}
+	})
+	waitFor(t, 10*time.Second, "vigil-server to listen", func() bool {
+		c, err := net.Dial("tcp", s.addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	// The agent.
+	agent := exec.Command(filepath.Join(bins, "vigil-agent"), "--server", s.addr, "--state-dir", filepath.Join(s.scratch, "agent"))
+	agent.Stdout, agent.Stderr = s.agentLog, s.agentLog
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = agent.Process.Signal(unix.SIGTERM)
+		_ = agent.Wait()
+		if t.Failed() {
+			t.Logf("vigil-agent log:\n%s", s.agentLog.String())
+		}
+	})
+	waitFor(t, 20*time.Second, "vigil-agent to attach and connect", func() bool {
+		log := s.agentLog.String()
+		return strings.Contains(log, "vigil-agent running") && strings.Contains(log, "connected to server")
+	})
+
+	s.conn, err = grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.conn.Close() })
+	return s
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// subscriber is one StreamIncidents client.
+type subscriber struct {
+	cancel    context.CancelFunc
+	incidents chan *vigilv1.Incident
+	done      chan error
+}
+
+func (s *stack) subscribe(t *testing.T, after uint64) *subscriber {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := vigilv1.NewIncidentServiceClient(s.conn).StreamIncidents(ctx, &vigilv1.StreamIncidentsRequest{AfterCursor: after})
+	if err != nil {
+		cancel()
+		t.Fatalf("stream incidents: %v", err)
+	}
+	sub := &subscriber{cancel: cancel, incidents: make(chan *vigilv1.Incident, 10000), done: make(chan error, 1)}
+	go func() {
+		for {
+			inc, err := stream.Recv()
+			if err != nil {
+				sub.done <- err
+				close(sub.incidents)
+				return
+			}
+			sub.incidents <- inc
+		}
+	}()
+	t.Cleanup(cancel)
+	return sub
+}
+
+// next waits up to limit for the next incident that match accepts and
+// returns it with every incident that came before it.
+func (sub *subscriber) next(t *testing.T, limit time.Duration, what string, match func(*vigilv1.Incident) bool) (*vigilv1.Incident, []*vigilv1.Incident) {
+	t.Helper()
+	var before []*vigilv1.Incident
+	timeout := time.After(limit)
+	for {
+		select {
+		case inc, ok := <-sub.incidents:
+			if !ok {
+				t.Fatalf("stream ended while waiting for %s: %v", what, <-sub.done)
+			}
+			if match(inc) {
+				return inc, before
+			}
+			before = append(before, inc)
+		case <-timeout:
+			var got []string
+			for _, inc := range before {
+				got = append(got, inc.RuleId+" "+inc.GetProcess().GetExe())
+			}
+			t.Fatalf("no %s within %s; got instead: %q", what, limit, got)
+		}
+	}
+}
+
+// run starts cmd and waits for it, failing the test when it cannot start.
+func run(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", cmd.Path, err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Wait()
+	return pid
+}
+
+func copyTrue(t *testing.T, path string) {
+	t.Helper()
+	image, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tmpDir makes a directory under /tmp itself (whatever TMPDIR says), where
+// running a program is suspicious.
+func tmpDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "vigil-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func resolve(t *testing.T, path string) string {
+	t.Helper()
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// want is what one incident must say.
+type want struct {
+	rule, tactic, technique string
+	severity                vigilv1.Severity
+	pid                     int
+	exe                     string
+	parentPID               int
+	parentExe               string
+}
+
+func check(t *testing.T, inc *vigilv1.Incident, w want) {
+	t.Helper()
+	hostname, _ := os.Hostname()
+	if inc.RuleId != w.rule || inc.Attack.GetTacticId() != w.tactic || inc.Attack.GetTechniqueId() != w.technique || inc.Severity != w.severity {
+		t.Errorf("rule %s %s/%s %s, want %s %s/%s %s", inc.RuleId, inc.Attack.GetTacticId(), inc.Attack.GetTechniqueId(), inc.Severity,
+			w.rule, w.tactic, w.technique, w.severity)
+	}
+	p := inc.GetProcess()
+	if int(p.GetPid()) != w.pid || p.GetExe() != w.exe || int(p.GetPpid()) != w.parentPID {
+		t.Errorf("process pid %d exe %q ppid %d, want %d %q %d", p.GetPid(), p.GetExe(), p.GetPpid(), w.pid, w.exe, w.parentPID)
+	}
+	if len(inc.Ancestors) == 0 {
+		t.Fatalf("incident has no ancestry")
+	}
+	parent := inc.Ancestors[0]
+	if int(parent.Pid) != w.parentPID || parent.Exe != w.parentExe {
+		t.Errorf("parent pid %d exe %q, want %d %q", parent.Pid, parent.Exe, w.parentPID, w.parentExe)
+	}
+	if last := inc.Ancestors[len(inc.Ancestors)-1]; last.Pid != 1 {
+		t.Errorf("ancestry ends at pid %d (%s), want pid 1", last.Pid, last.Exe)
+	}
+	if inc.Hostname != hostname || inc.HostId == "" || inc.Id == "" || inc.Cursor == 0 || inc.Title == "" || inc.Description == "" {
+		t.Errorf("incident header incomplete: id %q host %q/%q cursor %d title %q description %q",
+			inc.Id, inc.HostId, inc.Hostname, inc.Cursor, inc.Title, inc.Description)
+	}
+}
+
+func byPID(rule string, pid int) func(*vigilv1.Incident) bool {
+	return func(inc *vigilv1.Incident) bool {
+		return inc.RuleId == rule && int(inc.GetProcess().GetPid()) == pid
+	}
+}
+
+// TestEndToEnd provokes every built-in rule and checks each incident
+// reaches a StreamIncidents subscriber within 5 s, that a burst of benign
+// execs raises nothing, and that a subscriber resuming from its last cursor
+// gets exactly what it missed.
+func TestEndToEnd(t *testing.T) {
+	s := startStack(t)
+	sub := s.subscribe(t, 0)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := os.Getpid()
+	const limit = 5 * time.Second
+	var last *vigilv1.Incident
+
+	t.Run("exec-from-tmp", func(t *testing.T) {
+		payload := filepath.Join(tmpDir(t), "payload")
+		copyTrue(t, payload)
+		pid := run(t, exec.Command(payload))
+		inc, _ := sub.next(t, limit, "exec-from-tmp incident", byPID("exec-from-tmp", pid))
+		check(t, inc, want{"exec-from-tmp", "TA0002", "T1204.002", vigilv1.Severity_SEVERITY_MEDIUM, pid, payload, me, self})
+		last = inc
+	})
+
+	t.Run("shell-from-network-service", func(t *testing.T) {
+		helper := exec.Command(self)
+		helper.Env = append(os.Environ(), helperEnv+"=listen-then-shell")
+		if err := helper.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer helper.Wait()
+		inc, _ := sub.next(t, limit, "shell-from-network-service incident", func(inc *vigilv1.Incident) bool {
+			return inc.RuleId == "shell-from-network-service" && int(inc.GetProcess().GetPpid()) == helper.Process.Pid
+		})
+		check(t, inc, want{"shell-from-network-service", "TA0002", "T1059.004", vigilv1.Severity_SEVERITY_HIGH,
+			int(inc.Process.Pid), resolve(t, "/bin/sh"), helper.Process.Pid, self})
+		if !strings.Contains(inc.Description, "listens on a TCP port") {
+			t.Errorf("description %q does not say why", inc.Description)
+		}
+		last = inc
+	})
+
+	t.Run("shadow-file-read", func(t *testing.T) {
+		pid := run(t, exec.Command("/bin/cat", "/etc/shadow"))
+		inc, _ := sub.next(t, limit, "shadow-file-read incident", byPID("shadow-file-read", pid))
+		check(t, inc, want{"shadow-file-read", "TA0006", "T1003.008", vigilv1.Severity_SEVERITY_HIGH, pid, resolve(t, "/bin/cat"), me, self})
+		if got := inc.Process.Args; len(got) != 2 || got[1] != "/etc/shadow" {
+			t.Errorf("args %q", got)
+		}
+		last = inc
+	})
+
+	t.Run("network-scanner", func(t *testing.T) {
+		nmap := filepath.Join(s.scratch, "nmap")
+		copyTrue(t, nmap)
+		pid := run(t, exec.Command(nmap, "-sS", "127.0.0.1"))
+		inc, _ := sub.next(t, limit, "network-scanner incident", byPID("network-scanner", pid))
+		check(t, inc, want{"network-scanner", "TA0007", "T1046", vigilv1.Severity_SEVERITY_MEDIUM, pid, nmap, me, self})
+		last = inc
+	})
+
+	t.Run("memfd-exec", func(t *testing.T) {
+		fd, err := unix.MemfdCreate("vigil-e2e", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := os.NewFile(uintptr(fd), "memfd")
+		defer mem.Close()
+		image, _ := os.ReadFile("/bin/true")
+		if _, err := mem.Write(image); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/proc/self/fd/3")
+		cmd.ExtraFiles = []*os.File{mem}
+		pid := run(t, cmd)
+		inc, _ := sub.next(t, limit, "memfd-exec incident", byPID("memfd-exec", pid))
+		check(t, inc, want{"memfd-exec", "TA0005", "T1620", vigilv1.Severity_SEVERITY_HIGH, pid, "/memfd:vigil-e2e", me, self})
+		last = inc
+	})
+
+	t.Run("deleted-binary-exec", func(t *testing.T) {
+		path := filepath.Join(s.scratch, "vanishing")
+		copyTrue(t, path)
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("/proc/self/fd/3")
+		cmd.ExtraFiles = []*os.File{f}
+		pid := run(t, cmd)
+		inc, _ := sub.next(t, limit, "deleted-binary-exec incident", byPID("deleted-binary-exec", pid))
+		check(t, inc, want{"deleted-binary-exec", "TA0005", "T1070.004", vigilv1.Severity_SEVERITY_HIGH, pid, path, me, self})
+		last = inc
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("benign-burst-raises-nothing", func(t *testing.T) {
+		burst := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done")
+		burst.Dir = "/"
+		run(t, burst)
+		// A sentinel after the burst: the agent reads events in order, so
+		// once the sentinel's incident is here, the burst has been judged.
+		sentinel := filepath.Join(tmpDir(t), "sentinel")
+		copyTrue(t, sentinel)
+		pid := run(t, exec.Command(sentinel))
+		inc, before := sub.next(t, 10*time.Second, "sentinel incident", byPID("exec-from-tmp", pid))
+		for _, b := range before {
+			t.Errorf("benign burst raised %s on %s (pid %d)", b.RuleId, b.GetProcess().GetExe(), b.GetProcess().GetPid())
+		}
+		last = inc
+	})
+
+	t.Run("resume-after-disconnect", func(t *testing.T) {
+		sub.cancel()
+		var missed []string
+		for i := range 3 {
+			p := filepath.Join(tmpDir(t), fmt.Sprintf("missed-%d", i))
+			copyTrue(t, p)
+			run(t, exec.Command(p))
+			missed = append(missed, p)
+		}
+		// Give the server time to store them while nobody listens.
+		waitFor(t, limit, "the missed incidents to be stored", func() bool {
+			resp, err := vigilv1.NewIncidentServiceClient(s.conn).ListIncidents(context.Background(), &vigilv1.ListIncidentsRequest{PageSize: 3})
+			return err == nil && len(resp.Incidents) == 3 && resp.Incidents[0].GetProcess().GetExe() == missed[2]
+		})
+		again := s.subscribe(t, last.Cursor)
+		prev := last.Cursor
+		for i, p := range missed {
+			inc, before := again.next(t, limit, "missed incident "+p, func(*vigilv1.Incident) bool { return true })
+			if len(before) != 0 || inc.GetProcess().GetExe() != p || inc.RuleId != "exec-from-tmp" {
+				t.Fatalf("resumed incident %d: %s %q, want exec-from-tmp %q", i, inc.RuleId, inc.GetProcess().GetExe(), p)
+			}
+			if inc.Cursor <= prev {
+				t.Fatalf("cursor %d after %d: not in order", inc.Cursor, prev)
+			}
+			prev = inc.Cursor
+		}
+		select {
+		case inc := <-again.incidents:
+			t.Fatalf("extra incident after the missed ones: %s %s (cursor %d)", inc.RuleId, inc.GetProcess().GetExe(), inc.Cursor)
+		case <-time.After(time.Second):
+		}
+	})
+
+	t.Run("vigilctl", func(t *testing.T) {
+		ctl := func(args ...string) string {
+			t.Helper()
+			out, err := exec.Command(filepath.Join(s.bins, "vigilctl"), append([]string{"--server", s.addr}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("vigilctl %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		all, err := vigilv1.NewIncidentServiceClient(s.conn).ListIncidents(context.Background(), &vigilv1.ListIncidentsRequest{PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := ctl("incidents", "list", "--json", "--limit", "1000")
+		var ids []string
+		lines := bufio.NewScanner(strings.NewReader(list))
+		for lines.Scan() {
+			var inc vigilv1.Incident
+			if err := protojson.Unmarshal(lines.Bytes(), &inc); err != nil {
+				t.Fatalf("vigilctl --json line %q: %v", lines.Text(), err)
+			}
+			ids = append(ids, inc.Id)
+		}
+		if len(ids) != len(all.Incidents) || len(ids) < 10 || ids[0] != all.Incidents[0].Id {
+			t.Errorf("vigilctl incidents list --json printed %d incidents (first %v), the server holds %d (first %s)",
+				len(ids), ids[:min(1, len(ids))], len(all.Incidents), all.Incidents[0].Id)
+		}
+		show := ctl("incidents", "show", last.Id)
+		for _, wantText := range []string{last.Id, "exec-from-tmp", "T1204.002", last.Process.Exe} {
+			if !strings.Contains(show, wantText) {
+				t.Errorf("vigilctl incidents show lacks %q:\n%s", wantText, show)
+			}
+		}
+	})
+}
