@@ -189,19 +189,27 @@ func statusIDs(status []byte) (uid, gid uint32) {
 	return uid, gid
 }
 
-// MaxArgs matches the sensor's bound on argv.
-const MaxArgs = 16
+// MaxArgs and MaxArgsBytes match the sensor's bounds on argv.
+const (
+	MaxArgs      = 16
+	MaxArgsBytes = 1024
+)
 
+// splitCmdline splits /proc/<pid>/cmdline within the sensor's bounds.
 func splitCmdline(b []byte) ([]string, bool) {
+	truncated := false
+	if len(b) > MaxArgsBytes {
+		b, truncated = b[:MaxArgsBytes], true
+	}
 	b = bytes.TrimSuffix(b, []byte{0})
 	if len(b) == 0 {
-		return nil, false
+		return nil, truncated
 	}
 	parts := strings.Split(string(b), "\x00")
 	if len(parts) > MaxArgs {
 		return parts[:MaxArgs], true
 	}
-	return parts, false
+	return parts, truncated
 }
 
 // Fork records a new process, a copy of its parent until it execs.
