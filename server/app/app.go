@@ -59,6 +59,9 @@ func Start(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
 		return nil, fmt.Errorf("start server: create database directory: %w", err)
 	}
+	if fi, err := os.Stat(cfg.DBPath); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("start server: database path %s is a directory, want a file", cfg.DBPath)
+	}
 	st, err := store.OpenSQLite(cfg.DBPath)
 	if err != nil {
 		return nil, fmt.Errorf("start server: %w", err)

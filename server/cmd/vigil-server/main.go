@@ -1,0 +1,124 @@
+// Command vigil-server receives incidents from Vigil agents, stores them in
+// SQLite and serves them to vigilctl and other clients over gRPC.
+// Run 'vigil-server --help' for usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vigil-sensor/vigil/server/app"
+	"github.com/vigil-sensor/vigil/server/grpcserver"
+)
+
+// DefaultDB is where the database lives unless --db says otherwise.
+const DefaultDB = "/var/lib/vigil/server.db"
+
+const usage = `vigil-server receives incidents from Vigil agents, stores them in a SQLite
+database and serves them to vigilctl and other gRPC clients.
+
+Agents connect to AgentService.Connect and report incidents; the server
+stores each one once (by its id) and acknowledges it. Clients list, get and
+follow incidents through IncidentService. The server runs until SIGTERM or
+SIGINT, then lets running calls finish for up to --shutdown-timeout.
+
+Usage:
+  vigil-server [--listen ADDR] [--db PATH] [--log-level LEVEL]
+
+Flags:
+  --listen ADDR                 TCP address to listen on, host:port
+                                (default 127.0.0.1:7470; use 0.0.0.0:7470
+                                to accept agents from other hosts)
+  --db PATH                     SQLite database file, created with its
+                                directory when missing
+                                (default /var/lib/vigil/server.db)
+  --log-level LEVEL             debug, info, warn or error (default info);
+                                debug also logs every heartbeat and incident
+  --shutdown-timeout DURATION   how long to wait for running calls on
+                                shutdown (default 10s)
+  -h, --help                    show this help
+
+Example:
+  vigil-server --listen 0.0.0.0:7470 --db /var/lib/vigil/server.db
+  vigilctl --server 127.0.0.1:7470 incidents tail
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the program; it returns the exit status: 0 after a clean stop, 1
+// when the server could not start or failed, 2 for a bad command line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vigil-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	listen := fs.String("listen", grpcserver.DefaultAddr, "")
+	db := fs.String("db", DefaultDB, "")
+	logLevel := fs.String("log-level", "info", "")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		return usageError(stderr, err.Error())
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil || !validLevel(*logLevel) {
+		return usageError(stderr, fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel))
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := app.Start(app.Config{Listen: *listen, DBPath: *db, Logger: log})
+	if err != nil {
+		log.Error("vigil-server cannot start", "error", err)
+		return 1
+	}
+	log.Info("vigil-server started", "listen", srv.Addr(), "db", *db)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("vigil-server stopping", "timeout", *shutdownTimeout)
+	case err := <-srv.Served():
+		log.Error("vigil-server stopped serving", "error", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("vigil-server shutdown", "error", err)
+	}
+	log.Info("vigil-server stopped")
+	return code
+}
+
+// validLevel reports whether s is one of the four level names.
+func validLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// usageError reports a bad command line and returns exit status 2.
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "vigil-server: %s\nRun 'vigil-server --help' for usage.\n", msg)
+	return 2
+}

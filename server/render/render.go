@@ -1,0 +1,254 @@
+// Package render turns incidents into text for people (an aligned table,
+// a one-line-per-incident feed, a detail view with the process tree) and
+// into JSON lines for programs.
+package render
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// TimeFormat is how times are shown: UTC, to the second.
+const TimeFormat = "2006-01-02T15:04:05Z"
+
+// header is the table's column titles.
+var header = []string{"CURSOR", "TIME", "SEVERITY", "HOST", "RULE", "TECHNIQUE", "PID", "EXE", "TITLE"}
+
+// Table writes incidents as a table with aligned columns and a header line.
+func Table(w io.Writer, incs []*vigilv1.Incident) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, inc := range incs {
+		fmt.Fprintln(tw, strings.Join(row(inc), "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	return nil
+}
+
+// feedWidths are the column widths of Feed lines, so that lines printed
+// one at a time still line up while values fit.
+var feedWidths = []int{7, 20, 8, 16, 24, 10, 7, 24}
+
+// FeedHeader returns the header line that goes above Feed lines.
+func FeedHeader() string {
+	return feedLine(header)
+}
+
+// Feed returns one incident as one line with the columns of FeedHeader,
+// for output that cannot wait for the whole table.
+func Feed(inc *vigilv1.Incident) string {
+	return feedLine(row(inc))
+}
+
+// feedLine pads every cell but the last to its width.
+func feedLine(cells []string) string {
+	var b strings.Builder
+	for i, c := range cells {
+		if i < len(feedWidths) {
+			fmt.Fprintf(&b, "%-*s  ", feedWidths[i], c)
+			continue
+		}
+		b.WriteString(c)
+	}
+	return strings.TrimRight(b.String(), " ")
+}
+
+// row returns the table cells of one incident.
+func row(inc *vigilv1.Incident) []string {
+	host := inc.GetHostname()
+	if host == "" {
+		host = inc.GetHostId()
+	}
+	pid := ""
+	if p := inc.GetProcess(); p != nil {
+		pid = strconv.FormatUint(uint64(p.GetPid()), 10)
+	}
+	return []string{
+		strconv.FormatUint(inc.GetCursor(), 10),
+		Time(inc.GetTime()),
+		Severity(inc.GetSeverity()),
+		dash(host),
+		dash(inc.GetRuleId()),
+		dash(inc.GetAttack().GetTechniqueId()),
+		dash(pid),
+		dash(inc.GetProcess().GetExe()),
+		dash(inc.GetTitle()),
+	}
+}
+
+// dash stands in for an empty cell.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// Time formats a timestamp in UTC, or "-" when it is unset.
+func Time(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format(TimeFormat)
+}
+
+// Severity names a severity in lower case: "info", "low", "medium",
+// "high", "critical" ("unspecified" for the zero value).
+func Severity(s vigilv1.Severity) string {
+	name, ok := vigilv1.Severity_name[int32(s)]
+	if !ok {
+		return strconv.Itoa(int(s))
+	}
+	return strings.ToLower(strings.TrimPrefix(name, "SEVERITY_"))
+}
+
+// ParseSeverity reads a severity name as Severity writes it, in any case,
+// with or without the SEVERITY_ prefix.
+func ParseSeverity(s string) (vigilv1.Severity, error) {
+	name := "SEVERITY_" + strings.TrimPrefix(strings.ToUpper(s), "SEVERITY_")
+	v, ok := vigilv1.Severity_value[name]
+	if !ok || v == 0 {
+		return 0, fmt.Errorf("unknown severity %q (want info, low, medium, high or critical)", s)
+	}
+	return vigilv1.Severity(v), nil
+}
+
+// JSONLine writes an incident as one line of JSON (protojson field names).
+func JSONLine(w io.Writer, inc *vigilv1.Incident) error {
+	b, err := protojson.Marshal(inc)
+	if err != nil {
+		return fmt.Errorf("encode incident %s: %w", inc.GetId(), err)
+	}
+	b = append(b, '\n')
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write incident %s: %w", inc.GetId(), err)
+	}
+	return nil
+}
+
+// Show writes an incident's details and its process tree: the ancestry
+// from the oldest ancestor (normally pid 1) down to the process that
+// triggered the rule, one process a line, each indented under its parent.
+func Show(w io.Writer, inc *vigilv1.Incident) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	field := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, dash(v)) }
+	field("Incident", inc.GetId())
+	field("Title", inc.GetTitle())
+	field("Severity", Severity(inc.GetSeverity()))
+	field("Time", Time(inc.GetTime()))
+	field("Received", Time(inc.GetReceivedTime()))
+	field("Cursor", strconv.FormatUint(inc.GetCursor(), 10))
+	host := inc.GetHostname()
+	switch {
+	case host == "":
+		host = inc.GetHostId()
+	case inc.GetHostId() != "":
+		host += " (" + inc.GetHostId() + ")"
+	}
+	field("Host", host)
+	field("Rule", inc.GetRuleId())
+	field("ATT&CK", attack(inc.GetAttack()))
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write incident: %w", err)
+	}
+
+	var b strings.Builder
+	if d := inc.GetDescription(); d != "" {
+		b.WriteString("\n")
+		for line := range strings.Lines(d) {
+			b.WriteString("  " + strings.TrimRight(line, "\n") + "\n")
+		}
+	}
+	b.WriteString("\nProcess tree\n")
+	b.WriteString(Tree(inc))
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("write incident: %w", err)
+	}
+	return nil
+}
+
+// attack formats an ATT&CK mapping as "TA0002 Execution / T1059.004 Unix Shell".
+func attack(a *vigilv1.Attack) string {
+	tactic := strings.TrimSpace(a.GetTacticId() + " " + a.GetTactic())
+	tech := strings.TrimSpace(a.GetTechniqueId() + " " + a.GetTechnique())
+	switch {
+	case tactic == "":
+		return tech
+	case tech == "":
+		return tactic
+	}
+	return tactic + " / " + tech
+}
+
+// Tree returns the process tree of an incident, oldest ancestor first,
+// each line ending in a newline; the triggering process is marked.
+func Tree(inc *vigilv1.Incident) string {
+	chain := slices.Clone(inc.GetAncestors())
+	slices.Reverse(chain)
+	if p := inc.GetProcess(); p != nil {
+		chain = append(chain, p)
+	}
+	if len(chain) == 0 {
+		return "  (no process recorded)\n"
+	}
+	var b strings.Builder
+	for depth, p := range chain {
+		if depth > 0 {
+			b.WriteString(strings.Repeat("   ", depth-1) + "└─ ")
+		}
+		b.WriteString(Process(p))
+		if p == inc.GetProcess() {
+			b.WriteString("   <- triggered the rule")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// Process formats one process as "PID USER EXE ARGV...", with notes on a
+// deleted or memfd executable, truncated arguments and exit.
+func Process(p *vigilv1.Process) string {
+	user := p.GetUser()
+	if user == "" {
+		user = "uid " + strconv.FormatUint(uint64(p.GetUid()), 10)
+	}
+	parts := []string{strconv.FormatUint(uint64(p.GetPid()), 10), user, dash(p.GetExe())}
+	if p.GetExeDeleted() {
+		parts = append(parts, "(deleted)")
+	}
+	if p.GetExeMemfd() {
+		parts = append(parts, "(memfd)")
+	}
+	for _, a := range p.GetArgs() {
+		parts = append(parts, quote(a))
+	}
+	if p.GetArgsTruncated() {
+		parts = append(parts, "…")
+	}
+	if p.GetExited() {
+		parts = append(parts, fmt.Sprintf("(exited, status %d)", p.GetExitCode()))
+	}
+	return strings.Join(parts, " ")
+}
+
+// quote returns an argument as is when it is plain, Go-quoted when it is
+// empty or holds spaces, quotes or control characters.
+func quote(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == '"' || r == '\'' || r == '\\' || r == 0x7f
+	}) {
+		return strconv.Quote(s)
+	}
+	return s
+}

@@ -1,0 +1,162 @@
+package render_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/render"
+	"github.com/vigil-sensor/vigil/server/store/storetest"
+)
+
+// fixed returns the test incident with a fixed id, cursor and receive time.
+func fixed(id string, cursor uint64) *vigilv1.Incident {
+	inc := storetest.NewIncident("0f3c9a7e5b2d4c1a8e6f7a9b0c1d2e3f", "shell-from-web", vigilv1.Severity_SEVERITY_HIGH)
+	inc.Id = id
+	inc.Cursor = cursor
+	inc.ReceivedTime = timestamppb.New(storetest.IncidentTime.Add(1500 * time.Millisecond))
+	return inc
+}
+
+const (
+	id1 = "01963c1e-7d2a-7b3c-9f1e-2a3b4c5d6e7f"
+	id2 = "01963c1e-7d2a-7b3c-9f1e-2a3b4c5d6e80"
+)
+
+func TestTable(t *testing.T) {
+	a := fixed(id1, 12)
+	b := fixed(id2, 7)
+	b.Hostname = ""
+	b.HostId = "db-2"
+	b.Severity = vigilv1.Severity_SEVERITY_CRITICAL
+	b.RuleId = "memfd-exec"
+	b.Attack = nil
+	b.Process = nil
+	b.Title = "Executable run from memory"
+	var buf bytes.Buffer
+	if err := render.Table(&buf, []*vigilv1.Incident{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"CURSOR  TIME                  SEVERITY  HOST   RULE            TECHNIQUE  PID   EXE            TITLE\n" +
+		"12      2026-03-14T09:26:53Z  high      web-1  shell-from-web  T1059.004  4243  /usr/bin/bash  Shell spawned by web server\n" +
+		"7       2026-03-14T09:26:53Z  critical  db-2   memfd-exec      -          -     -              Executable run from memory\n"
+	if got := buf.String(); got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestTableEmpty(t *testing.T) {
+	var buf bytes.Buffer
+	if err := render.Table(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "CURSOR  TIME  SEVERITY  HOST  RULE  TECHNIQUE  PID  EXE  TITLE\n"
+	if got := buf.String(); got != want {
+		t.Errorf("empty table = %q, want %q", got, want)
+	}
+}
+
+func TestFeed(t *testing.T) {
+	wantHeader := "CURSOR   TIME                  SEVERITY  HOST              RULE                      TECHNIQUE   PID      EXE                       TITLE"
+	if got := render.FeedHeader(); got != wantHeader {
+		t.Errorf("feed header:\n%q\nwant\n%q", got, wantHeader)
+	}
+	want := "12       2026-03-14T09:26:53Z  high      web-1             shell-from-web            T1059.004   4243     /usr/bin/bash             Shell spawned by web server"
+	if got := render.Feed(fixed(id1, 12)); got != want {
+		t.Errorf("feed line:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestShow(t *testing.T) {
+	inc := fixed(id1, 12)
+	var buf bytes.Buffer
+	if err := render.Show(&buf, inc); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"Incident  01963c1e-7d2a-7b3c-9f1e-2a3b4c5d6e7f\n" +
+		"Title     Shell spawned by web server\n" +
+		"Severity  high\n" +
+		"Time      2026-03-14T09:26:53Z\n" +
+		"Received  2026-03-14T09:26:54Z\n" +
+		"Cursor    12\n" +
+		"Host      web-1 (0f3c9a7e5b2d4c1a8e6f7a9b0c1d2e3f)\n" +
+		"Rule      shell-from-web\n" +
+		"ATT&CK    TA0002 Execution / T1059.004 Unix Shell\n" +
+		"\n" +
+		"  nginx started an interactive shell.\n" +
+		"\n" +
+		"Process tree\n" +
+		"1 root /usr/lib/systemd/systemd /sbin/init\n" +
+		"└─ 812 root /usr/sbin/nginx nginx -g \"daemon off;\"\n" +
+		"   └─ 4242 www-data /usr/sbin/nginx \"nginx: worker process\"\n" +
+		"      └─ 4243 www-data /usr/bin/bash bash -i   <- triggered the rule\n"
+	if got := buf.String(); got != want {
+		t.Errorf("show:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestTreeNotes(t *testing.T) {
+	inc := &vigilv1.Incident{Process: &vigilv1.Process{
+		Pid: 77, Uid: 1000, Exe: "/memfd:x", ExeMemfd: true, ExeDeleted: true,
+		Args: []string{"x", "", "a\tb"}, ArgsTruncated: true, Exited: true, ExitCode: 9,
+	}}
+	want := "77 uid 1000 /memfd:x (deleted) (memfd) x \"\" \"a\\tb\" … (exited, status 9)   <- triggered the rule\n"
+	if got := render.Tree(inc); got != want {
+		t.Errorf("tree = %q, want %q", got, want)
+	}
+	if got, want := render.Tree(&vigilv1.Incident{}), "  (no process recorded)\n"; got != want {
+		t.Errorf("empty tree = %q, want %q", got, want)
+	}
+}
+
+func TestSeverity(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want vigilv1.Severity
+	}{{"info", 1}, {"LOW", 2}, {"Medium", 3}, {"severity_high", 4}, {"SEVERITY_CRITICAL", 5}} {
+		got, err := render.ParseSeverity(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSeverity(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+		if name := render.Severity(got); name != render.Severity(tt.want) {
+			t.Errorf("round trip of %q = %q", tt.in, name)
+		}
+	}
+	for _, bad := range []string{"", "unspecified", "urgent", "4"} {
+		if _, err := render.ParseSeverity(bad); err == nil {
+			t.Errorf("ParseSeverity(%q) succeeded", bad)
+		}
+	}
+	if got := render.Severity(vigilv1.Severity_SEVERITY_MEDIUM); got != "medium" {
+		t.Errorf("Severity(MEDIUM) = %q", got)
+	}
+}
+
+func TestJSONLine(t *testing.T) {
+	inc := fixed(id1, 12)
+	var buf bytes.Buffer
+	if err := render.JSONLine(&buf, inc); err != nil {
+		t.Fatal(err)
+	}
+	line := buf.Bytes()
+	if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
+		t.Fatalf("not one line: %q", line)
+	}
+	var got vigilv1.Incident
+	if err := protojson.Unmarshal(line, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(&got, inc) {
+		t.Errorf("JSON round trip:\n got %v\nwant %v", &got, inc)
+	}
+	if !bytes.Contains(line, []byte(`"id":`)) && !bytes.Contains(line, []byte(`"id": `)) {
+		t.Errorf("no id field in %s", line)
+	}
+}
