@@ -174,7 +174,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	fill_header(&ev->hdr, EVENT_FORK);
 	fill_process(&ev->proc, child);
-	bpf_ringbuf_submit(ev, 0);
+	submit_record(&process_events, ev);
 	return 0;
 }
 
@@ -243,7 +243,7 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	}
 	ev->args_len = args_len;
 
-	bpf_ringbuf_submit(ev, 0);
+	submit_record(&process_events, ev);
 	return 0;
 }
 
@@ -263,6 +263,6 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	fill_process(&ev->proc, task);
 	ev->exit_code = BPF_CORE_READ(task, exit_code);
 	ev->pad = 0;
-	bpf_ringbuf_submit(ev, 0);
+	submit_record(&process_events, ev);
 	return 0;
 }

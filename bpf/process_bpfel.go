@@ -111,6 +111,7 @@ const (
 	ProcessVarUnusedExecFlags   = "unused_exec_flags"
 	ProcessVarUnusedExitEvent   = "unused_exit_event"
 	ProcessVarUnusedForkEvent   = "unused_fork_event"
+	ProcessVarWakeupBytes       = "wakeup_bytes"
 )
 
 // LoadProcess returns the embedded CollectionSpec for Process.
@@ -179,6 +180,7 @@ type ProcessVariableSpecs struct {
 	UnusedExecFlags   *ebpf.VariableSpec `ebpf:"unused_exec_flags"`
 	UnusedExitEvent   *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedForkEvent   *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // ProcessObjects contains all objects after they have been loaded into the kernel.
@@ -224,6 +226,7 @@ type ProcessVariables struct {
 	UnusedExecFlags   *ebpf.Variable `ebpf:"unused_exec_flags"`
 	UnusedExitEvent   *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedForkEvent   *ebpf.Variable `ebpf:"unused_fork_event"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // ProcessPrograms contains all programs after they have been loaded into the kernel.

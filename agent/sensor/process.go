@@ -22,11 +22,20 @@ var ErrClosed = errors.New("sensor closed")
 // DefaultRingSize is the default size in bytes of the process ring buffer.
 const DefaultRingSize = 8 << 20
 
+// DefaultPollInterval is how long records may wait in the ring buffer for
+// the reader when it is less than a quarter full.
+const DefaultPollInterval = 20 * time.Millisecond
+
 // Options configures the process sensor.
 type Options struct {
 	// RingSize is the ring buffer size in bytes: a power of two and a
 	// multiple of the page size. 0 means DefaultRingSize.
 	RingSize uint32
+	// PollInterval bounds how long a record waits before the reader looks:
+	// the kernel wakes the reader at once only when the ring is a quarter
+	// full, which saves the traced tasks a wakeup per record. 0 means
+	// DefaultPollInterval.
+	PollInterval time.Duration
 }
 
 // Process is the loaded and attached process-lifecycle sensor: fork, exec
@@ -34,8 +43,10 @@ type Options struct {
 type Process struct {
 	objs   bpf.ProcessObjects
 	links  []link.Link
-	reader *ringbuf.Reader
-	rec    ringbuf.Record
+	reader   *ringbuf.Reader
+	rec      ringbuf.Record
+	poll     time.Duration
+	deadline time.Time
 }
 
 // Hooks names the kernel hooks the process sensor attaches to.
@@ -63,7 +74,13 @@ func LoadProcess(opts Options) (*Process, error) {
 		return nil, fmt.Errorf("read process programs: %w", err)
 	}
 	spec.Maps[bpf.ProcessMapProcessEvents].MaxEntries = ringSize
-	p := &Process{}
+	if err := spec.Variables[bpf.ProcessVarWakeupBytes].Set(uint64(ringSize / 4)); err != nil {
+		return nil, fmt.Errorf("set wakeup threshold: %w", err)
+	}
+	p := &Process{poll: opts.PollInterval}
+	if p.poll <= 0 {
+		p.poll = DefaultPollInterval
+	}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -100,21 +117,37 @@ func checkRingSize(size uint32) error {
 }
 
 // SetDeadline makes ReadRaw give up at t with an error that matches
-// os.ErrDeadlineExceeded; the zero time waits forever.
+// os.ErrDeadlineExceeded; the zero time waits forever. It must be called
+// from the reading goroutine.
 func (p *Process) SetDeadline(t time.Time) {
-	p.reader.SetDeadline(t)
+	p.deadline = t
 }
 
 // ReadRaw blocks until the next record and returns its bytes, valid until
 // the next call. It returns ErrClosed after Close.
 func (p *Process) ReadRaw() ([]byte, error) {
-	if err := p.reader.ReadInto(&p.rec); err != nil {
-		if errors.Is(err, ringbuf.ErrClosed) {
-			return nil, ErrClosed
+	for {
+		// Look at the ring at least every poll interval: the kernel does not
+		// wake the reader for each record.
+		wait := time.Now().Add(p.poll)
+		if !p.deadline.IsZero() && p.deadline.Before(wait) {
+			wait = p.deadline
 		}
-		return nil, fmt.Errorf("read process ring buffer: %w", err)
+		p.reader.SetDeadline(wait)
+		err := p.reader.ReadInto(&p.rec)
+		switch {
+		case err == nil:
+			return p.rec.RawSample, nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !p.deadline.IsZero() && !time.Now().Before(p.deadline) {
+				return nil, err
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil, ErrClosed
+		default:
+			return nil, fmt.Errorf("read process ring buffer: %w", err)
+		}
 	}
-	return p.rec.RawSample, nil
 }
 
 // Lost returns how many process records the kernel could not reserve in

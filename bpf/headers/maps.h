@@ -11,6 +11,21 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024);
 } process_events SEC(".maps");
 
+/*
+ * Unread bytes in a ring buffer above which a submit wakes the agent. Below
+ * it, records wait for the agent's next poll: waking the reader on every
+ * record costs the producing task several microseconds. Set by the agent at
+ * load; 0 wakes on every record.
+ */
+volatile const __u64 wakeup_bytes = 0;
+
+/* submit_record commits a reserved record, waking the reader only past wakeup_bytes. */
+static __always_inline void submit_record(void *map, void *rec)
+{
+	__u64 unread = bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(rec, unread >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
 /* Per-CPU count of records that could not be reserved, indexed by enum event_family. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
