@@ -41,8 +41,8 @@ type Options struct {
 // Process is the loaded and attached process-lifecycle sensor: fork, exec
 // and exit of every process on the host.
 type Process struct {
-	objs   bpf.ProcessObjects
-	links  []link.Link
+	objs     bpf.ProcessObjects
+	links    []link.Link
 	reader   *ringbuf.Reader
 	rec      ringbuf.Record
 	poll     time.Duration
