@@ -47,6 +47,7 @@ type Client struct {
 	wake      chan struct{}
 	connected bool
 	acked     uint64
+	rejected  uint64
 }
 
 func (c *Client) init() {
@@ -86,13 +87,15 @@ type Stats struct {
 	Pending int
 	// Acked counts incidents acknowledged since start.
 	Acked uint64
+	// Rejected counts incidents the server refused since start.
+	Rejected uint64
 }
 
 // Stats returns the client's current state.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked}
+	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected}
 }
 
 // Run connects and keeps the stream up until ctx ends, reconnecting with
@@ -101,10 +104,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.init()
 	c.mu.Unlock()
-	log := c.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := c.logger()
 	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("server address %q: %w", c.Addr, err)
@@ -199,6 +199,16 @@ func (c *Client) receiveAcks(stream grpc.BidiStreamingClient[vigilv1.AgentMessag
 			}
 			c.mu.Unlock()
 		}
+		if rej := msg.GetReject(); rej != nil {
+			// Resending would be refused again: drop it, loudly.
+			c.mu.Lock()
+			if _, ok := c.pending[rej.Sequence]; ok {
+				delete(c.pending, rej.Sequence)
+				c.rejected++
+			}
+			c.mu.Unlock()
+			c.logger().Error("server rejected incident", "incident_id", rej.IncidentId, "reason", rej.Reason)
+		}
 	}
 }
 
@@ -214,6 +224,13 @@ func (c *Client) unsentAfter(seq uint64) []*vigilv1.IncidentReport {
 	}
 	slices.SortFunc(out, func(a, b *vigilv1.IncidentReport) int { return cmp.Compare(a.Sequence, b.Sequence) })
 	return out
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.Default()
+	}
+	return c.Logger
 }
 
 func (c *Client) setConnected(v bool) {

@@ -134,3 +134,28 @@ func TestSendRefusesWhenQueueIsFull(t *testing.T) {
 		t.Fatalf("third send: %v, want ErrQueueFull", err)
 	}
 }
+
+func TestRejectedIncidentIsDroppedNotResent(t *testing.T) {
+	addr := freeAddr(t)
+	srv := startServer(t, addr, filepath.Join(t.TempDir(), "server.db"))
+	defer stopServer(t, srv)
+	c := &Client{Addr: addr, Hello: &vigilv1.Hello{HostId: "host-a"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.Run(ctx) }()
+
+	bad := storetest.NewIncident("host-b", "r", vigilv1.Severity_SEVERITY_LOW) // another host's
+	good := storetest.NewIncident("host-a", "r", vigilv1.Severity_SEVERITY_LOW)
+	for _, inc := range []*vigilv1.Incident{bad, good} {
+		if err := c.Send(inc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "both reports answered", func() bool { return c.Stats().Pending == 0 })
+	if st := c.Stats(); st.Acked != 1 || st.Rejected != 1 {
+		t.Fatalf("stats %+v, want 1 acked and 1 rejected", st)
+	}
+	if got := storedIDs(t, srv); len(got) != 1 || got[0] != good.Id {
+		t.Fatalf("stored %v, want only %s", got, good.Id)
+	}
+}

@@ -148,16 +148,14 @@ func (a *AgentService) report(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 	seq := rep.GetSequence()
 	inc := rep.GetIncident()
 	if err := checkReport(hostID, inc); err != nil {
-		log.Warn("rejected incident report", "sequence", seq, "incident_id", inc.GetId(), "error", err)
-		return nil
+		return reject(stream, log, seq, inc, err)
 	}
 	if inc.GetHostId() == "" {
 		inc.HostId = hostID
 	}
 	cursor, inserted, err := a.store.Put(ctx, inc)
 	if errors.Is(err, store.ErrInvalid) {
-		log.Warn("rejected incident report", "sequence", seq, "incident_id", inc.GetId(), "error", err)
-		return nil
+		return reject(stream, log, seq, inc, err)
 	}
 	if err != nil {
 		log.Error("store incident", "sequence", seq, "incident_id", inc.GetId(), "error", err)
@@ -168,6 +166,16 @@ func (a *AgentService) report(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 		Sequence:   seq,
 		IncidentId: inc.GetId(),
 		Cursor:     cursor,
+	}}})
+}
+
+// reject tells the agent one report was refused; the stream goes on.
+func reject(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, seq uint64, inc *vigilv1.Incident, why error) error {
+	log.Warn("rejected incident report", "sequence", seq, "incident_id", inc.GetId(), "error", why)
+	return stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_Reject{Reject: &vigilv1.Reject{
+		Sequence:   seq,
+		IncidentId: inc.GetId(),
+		Reason:     why.Error(),
 	}}})
 }
 

@@ -209,22 +209,44 @@ func TestAgentConnectAcks(t *testing.T) {
 	}
 }
 
-func TestAgentBadReportsKeepStream(t *testing.T) {
+func TestAgentBadReportsAreRejectedAndStreamGoesOn(t *testing.T) {
 	e := newEnv(t)
 	stream := connect(t, e, "host-a")
-	bad := []*vigilv1.AgentMessage{
-		report(1, nil),
-		report(2, &vigilv1.Incident{}),
-		report(3, &vigilv1.Incident{Id: "not-a-uuid", HostId: "host-a"}),
-		report(4, storetest.NewIncident("host-b", "r", vigilv1.Severity_SEVERITY_LOW)),
-		{}, // a message of a kind this server does not know
+	other := storetest.NewIncident("host-b", "r", vigilv1.Severity_SEVERITY_LOW)
+	bad := []struct {
+		msg  *vigilv1.AgentMessage
+		want *vigilv1.Reject
+	}{
+		{report(1, nil), &vigilv1.Reject{Sequence: 1, Reason: "incident report without incident"}},
+		{report(2, &vigilv1.Incident{}), &vigilv1.Reject{Sequence: 2, Reason: "incident.id is empty"}},
+		{report(3, &vigilv1.Incident{Id: "not-a-uuid", HostId: "host-a"}), &vigilv1.Reject{Sequence: 3, IncidentId: "not-a-uuid"}},
+		{report(4, other), &vigilv1.Reject{Sequence: 4, IncidentId: other.GetId(),
+			Reason: `incident.host_id "host-b" differs from hello.host_id "host-a"`}},
 	}
-	for _, m := range bad {
-		send(t, stream, m)
+	for _, b := range bad {
+		send(t, stream, b.msg)
 	}
+	send(t, stream, &vigilv1.AgentMessage{}) // a kind this server does not know: ignored
 	good := storetest.NewIncident("host-a", "r", vigilv1.Severity_SEVERITY_LOW)
 	send(t, stream, report(5, good))
-	// The first ack is the good report's: the bad ones were not acked.
+
+	for _, b := range bad {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("recv reject %d: %v", b.want.Sequence, err)
+		}
+		got := m.GetReject()
+		if got == nil || got.Sequence != b.want.Sequence || got.IncidentId != b.want.IncidentId {
+			t.Fatalf("got %v, want a reject like %v", m, b.want)
+		}
+		if b.want.Reason != "" && got.Reason != b.want.Reason {
+			t.Errorf("reject %d reason %q, want %q", got.Sequence, got.Reason, b.want.Reason)
+		}
+		if b.want.Reason == "" && !strings.Contains(got.Reason, "not-a-uuid") {
+			t.Errorf("reject %d reason %q does not name the bad id", got.Sequence, got.Reason)
+		}
+	}
+	// The stream went on: the good report is stored and acknowledged.
 	wantAck(t, recvAck(t, stream), 5, good.GetId(), 1)
 }
 

@@ -411,6 +411,71 @@ func (x *Ack) GetCursor() uint64 {
 	return 0
 }
 
+// Reject tells the agent an incident report was refused and will never be
+// stored as it is; the agent must not resend it.
+type Reject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sequence is the sequence of the refused IncidentReport.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// incident_id is the id of the refused incident, when it had one.
+	IncidentId string `protobuf:"bytes,2,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// reason names what is wrong with the report.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reject) Reset() {
+	*x = Reject{}
+	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reject) ProtoMessage() {}
+
+func (x *Reject) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reject.ProtoReflect.Descriptor instead.
+func (*Reject) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Reject) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Reject) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *Reject) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // ServerMessage is anything the server sends down to an agent.
 type ServerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -419,6 +484,7 @@ type ServerMessage struct {
 	// Types that are valid to be assigned to Msg:
 	//
 	//	*ServerMessage_Ack
+	//	*ServerMessage_Reject
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -426,7 +492,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	mi := &file_vigil_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +504,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	mi := &file_vigil_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +517,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -470,6 +536,15 @@ func (x *ServerMessage) GetAck() *Ack {
 	return nil
 }
 
+func (x *ServerMessage) GetReject() *Reject {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Reject); ok {
+			return x.Reject
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -479,7 +554,14 @@ type ServerMessage_Ack struct {
 	Ack *Ack `protobuf:"bytes,1,opt,name=ack,proto3,oneof"`
 }
 
+type ServerMessage_Reject struct {
+	// reject refuses one incident report.
+	Reject *Reject `protobuf:"bytes,2,opt,name=reject,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
+
+func (*ServerMessage_Reject) isServerMessage_Msg() {}
 
 var File_vigil_v1_agent_proto protoreflect.FileDescriptor
 
@@ -514,9 +596,15 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
-	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\"9\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\"]\n" +
+	"\x06Reject\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
+	"\vincident_id\x18\x02 \x01(\tR\n" +
+	"incidentId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"e\n" +
 	"\rServerMessage\x12!\n" +
-	"\x03ack\x18\x01 \x01(\v2\r.vigil.v1.AckH\x00R\x03ackB\x05\n" +
+	"\x03ack\x18\x01 \x01(\v2\r.vigil.v1.AckH\x00R\x03ack\x12*\n" +
+	"\x06reject\x18\x02 \x01(\v2\x10.vigil.v1.RejectH\x00R\x06rejectB\x05\n" +
 	"\x03msg2N\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.vigil.v1.AgentMessage\x1a\x17.vigil.v1.ServerMessage(\x010\x01B6Z4github.com/vigil-sensor/vigil/proto/vigil/v1;vigilv1b\x06proto3"
@@ -533,33 +621,35 @@ func file_vigil_v1_agent_proto_rawDescGZIP() []byte {
 	return file_vigil_v1_agent_proto_rawDescData
 }
 
-var file_vigil_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_vigil_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_vigil_v1_agent_proto_goTypes = []any{
 	(*Hello)(nil),                 // 0: vigil.v1.Hello
 	(*Heartbeat)(nil),             // 1: vigil.v1.Heartbeat
 	(*IncidentReport)(nil),        // 2: vigil.v1.IncidentReport
 	(*AgentMessage)(nil),          // 3: vigil.v1.AgentMessage
 	(*Ack)(nil),                   // 4: vigil.v1.Ack
-	(*ServerMessage)(nil),         // 5: vigil.v1.ServerMessage
-	nil,                           // 6: vigil.v1.Heartbeat.EventsLostEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*Incident)(nil),              // 8: vigil.v1.Incident
+	(*Reject)(nil),                // 5: vigil.v1.Reject
+	(*ServerMessage)(nil),         // 6: vigil.v1.ServerMessage
+	nil,                           // 7: vigil.v1.Heartbeat.EventsLostEntry
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*Incident)(nil),              // 9: vigil.v1.Incident
 }
 var file_vigil_v1_agent_proto_depIdxs = []int32{
-	7, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	6, // 1: vigil.v1.Heartbeat.events_lost:type_name -> vigil.v1.Heartbeat.EventsLostEntry
-	8, // 2: vigil.v1.IncidentReport.incident:type_name -> vigil.v1.Incident
+	8, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	7, // 1: vigil.v1.Heartbeat.events_lost:type_name -> vigil.v1.Heartbeat.EventsLostEntry
+	9, // 2: vigil.v1.IncidentReport.incident:type_name -> vigil.v1.Incident
 	0, // 3: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
 	1, // 4: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
 	2, // 5: vigil.v1.AgentMessage.incident:type_name -> vigil.v1.IncidentReport
 	4, // 6: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
-	3, // 7: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
-	5, // 8: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	5, // 7: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
+	3, // 8: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
+	6, // 9: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
+	9, // [9:10] is the sub-list for method output_type
+	8, // [8:9] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_agent_proto_init() }
@@ -573,8 +663,9 @@ func file_vigil_v1_agent_proto_init() {
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Incident)(nil),
 	}
-	file_vigil_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
+	file_vigil_v1_agent_proto_msgTypes[6].OneofWrappers = []any{
 		(*ServerMessage_Ack)(nil),
+		(*ServerMessage_Reject)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -582,7 +673,7 @@ func file_vigil_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_agent_proto_rawDesc), len(file_vigil_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,7 +30,9 @@ const (
 type AgentServiceClient interface {
 	// Connect is one long-lived stream per agent. The agent sends Hello first,
 	// then heartbeats and incident reports; the server acknowledges each
-	// report once it is stored. Reports are idempotent by incident id.
+	// report once it is stored, or rejects it when it is invalid (a missing
+	// incident or id, an id that is not a UUID, another host's incident).
+	// Reports are idempotent by incident id.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, ServerMessage], error)
 }
 
@@ -63,7 +65,9 @@ type AgentService_ConnectClient = grpc.BidiStreamingClient[AgentMessage, ServerM
 type AgentServiceServer interface {
 	// Connect is one long-lived stream per agent. The agent sends Hello first,
 	// then heartbeats and incident reports; the server acknowledges each
-	// report once it is stored. Reports are idempotent by incident id.
+	// report once it is stored, or rejects it when it is invalid (a missing
+	// incident or id, an id that is not a UUID, another host's incident).
+	// Reports are idempotent by incident id.
 	Connect(grpc.BidiStreamingServer[AgentMessage, ServerMessage]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
