@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,17 +91,20 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// startStack builds the binaries outside /tmp (so that running them is not
-// itself suspicious), starts vigil-server on a free loopback port and
-// vigil-agent pointed at it, and waits until the agent is attached.
-func startStack(t *testing.T) *stack {
-	testutil.RequireRoot(t)
+// cacheDir is where the test puts programs it runs: never under a temporary
+// directory, wherever the checkout lives, so that running them is not
+// itself suspicious to the agent under test.
+const cacheDir = "/var/cache/vigil-test"
+
+// buildBinaries builds vigil-agent, vigil-server and vigilctl into a
+// directory under cacheDir and returns it.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
 	root := repoRoot(t)
-	cache := filepath.Join(root, ".cache")
-	if err := os.MkdirAll(cache, 0o755); err != nil {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bins, err := os.MkdirTemp(cache, "e2e-bin-")
+	bins, err := os.MkdirTemp(cacheDir, "e2e-bin-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,9 +114,18 @@ func startStack(t *testing.T) *stack {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	return bins
+}
 
+// startStack builds the binaries outside /tmp (so that running them is not
+// itself suspicious), starts vigil-server on a free loopback port and
+// vigil-agent pointed at it, and waits until the agent is attached.
+func startStack(t *testing.T) *stack {
+	testutil.RequireRoot(t)
+	bins := buildBinaries(t)
+	var err error
 	s := &stack{bins: bins, agentLog: &syncBuffer{}}
-	s.scratch, err = os.MkdirTemp(cache, "e2e-run-")
+	s.scratch, err = os.MkdirTemp(cacheDir, "e2e-run-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,4 +525,38 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAgentRefusesWithoutRoot runs vigil-agent as nobody and expects a
+// clear refusal, not a BPF error.
+func TestAgentRefusesWithoutRoot(t *testing.T) {
+	testutil.RequireRoot(t) // to become nobody
+	bins := buildBinaries(t)
+	// A copy nobody can reach, wherever the checkout lives.
+	dir, err := os.MkdirTemp("/var/tmp", "vigil-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	image, err := os.ReadFile(filepath.Join(bins, "vigil-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := filepath.Join(dir, "vigil-agent")
+	if err := os.WriteFile(agent, image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(agent, "--server", "127.0.0.1:1", "--state-dir", dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+		t.Fatalf("vigil-agent as nobody: %v, want exit status 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "vigil-agent must run as root (it loads BPF programs)") {
+		t.Errorf("output does not say why:\n%s", out)
+	}
 }

@@ -17,9 +17,14 @@ else
 fi
 use_go
 
-# Test binaries are built outside /tmp, so that the agent under test does not
-# take the test programs themselves for payloads run from /tmp.
-export GOTMPDIR="$repo_root/.cache/gotmp"
+# Test binaries are built outside /tmp (and the checkout may be under /tmp),
+# so that the agent under test does not take the test programs themselves
+# for payloads run from a temporary directory.
+if [ "$(id -u)" = 0 ]; then
+	export GOTMPDIR=/var/cache/vigil-test/gotmp
+else
+	export GOTMPDIR="$repo_root/.cache/gotmp"
+fi
 mkdir -p "$GOTMPDIR"
 
 say "go vet"
