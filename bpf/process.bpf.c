@@ -9,11 +9,16 @@
 
 #include "types.h"
 #include "maps.h"
+#include "common.h"
+#include "path.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Upper bound on path components walked; deeper paths are marked truncated. */
-#define MAX_PATH_COMPONENTS 64
+/* Ring buffer of the process family. The agent sizes it before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} process_events SEC(".maps");
 
 /* Force bpf2go to emit Go types for the records. */
 const struct fork_event *unused_fork_event __attribute__((unused));
@@ -22,143 +27,6 @@ const struct exit_event *unused_exit_event __attribute__((unused));
 const enum event_family *unused_event_family __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum exec_flags *unused_exec_flags __attribute__((unused));
-
-static __always_inline void fill_header(struct event_header *hdr, __u32 type)
-{
-	hdr->ktime_boot = bpf_ktime_get_boot_ns();
-	hdr->type = type;
-	hdr->cpu = bpf_get_smp_processor_id();
-}
-
-/* fill_process copies the identity of task (any thread of the process) into info. */
-static __always_inline void fill_process(struct process_info *info, struct task_struct *task)
-{
-	info->pid = BPF_CORE_READ(task, tgid);
-	info->tid = BPF_CORE_READ(task, pid);
-	info->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	info->uid = BPF_CORE_READ(task, real_cred, uid.val);
-	info->gid = BPF_CORE_READ(task, real_cred, gid.val);
-	info->euid = BPF_CORE_READ(task, real_cred, euid.val);
-	if (bpf_core_field_exists(task->loginuid))
-		info->loginuid = BPF_CORE_READ(task, loginuid.val);
-	else
-		info->loginuid = (__u32)-1;
-	info->pad = 0;
-	info->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
-	info->cgroup_id = bpf_get_current_cgroup_id();
-	BPF_CORE_READ_STR_INTO(&info->comm, task, comm);
-}
-
-/* State of one path walk, carried across bpf_loop iterations. */
-struct path_walk {
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	__u32 off;      /* the path is scratch->buf[off, PATH_SCRATCH_LEN) */
-	bool truncated; /* still set when the walk stopped before the root */
-};
-
-/* path_walk_step prepends one component (or crosses one mount); returns 1 to stop. */
-static long path_walk_step(__u64 index, struct path_walk *w)
-{
-	__u32 zero = 0;
-	struct path_scratch *scratch = bpf_map_lookup_elem(&path_scratch_map, &zero);
-	if (!scratch)
-		return 1;
-
-	/* Plain locals: BPF_CORE_READ would relocate the path_walk fields too. */
-	struct dentry *dentry = w->dentry;
-	struct vfsmount *vfsmnt = w->vfsmnt;
-	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-
-	if (dentry == mnt_root) {
-		/* Top of this mount: continue at its mount point in the parent mount. */
-		struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-		if (mnt_parent == mnt) {
-			w->truncated = false;
-			return 1;
-		}
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = mnt_parent;
-		w->vfsmnt = &mnt_parent->mnt;
-		return 0;
-	}
-
-	struct qstr name = BPF_CORE_READ(dentry, d_name);
-	__u32 len = name.len;
-	if (len > NAME_MAX_LEN - 1)
-		len = NAME_MAX_LEN - 1;
-	__u32 off = w->off;
-	if (off > PATH_SCRATCH_LEN || len + 1 > off)
-		return 1;
-	off -= len + 1;
-	if (bpf_probe_read_kernel(&scratch->buf[(off + 1) & (PATH_SCRATCH_LEN - 1)],
-				  len & (NAME_MAX_LEN - 1), name.name) < 0)
-		return 1;
-	scratch->buf[off & (PATH_SCRATCH_LEN - 1)] = '/';
-	w->off = off;
-
-	if (dentry == parent) {
-		/* A root that is not a mount's root: a pseudo file such as a memfd. */
-		w->truncated = false;
-		return 1;
-	}
-	w->dentry = parent;
-	return 0;
-}
-
-/*
- * build_path writes the absolute path of (dentry, vfsmnt) into the per-CPU
- * scratch buffer, last component first, and returns the offset where it
- * starts: the path is scratch->buf[off, PATH_SCRATCH_LEN). *truncated is set
- * when the walk gave up before reaching the root.
- */
-static __always_inline __u32 build_path(struct path_scratch *scratch, struct dentry *dentry,
-					struct vfsmount *vfsmnt, bool *truncated)
-{
-	struct path_walk w = {
-		.dentry = dentry,
-		.vfsmnt = vfsmnt,
-		.mnt = container_of(vfsmnt, struct mount, mnt),
-		.off = PATH_SCRATCH_LEN,
-		.truncated = true,
-	};
-	bpf_loop(MAX_PATH_COMPONENTS, path_walk_step, &w, 0);
-	*truncated = w.truncated;
-
-	__u32 off = w.off;
-	if (off > PATH_SCRATCH_LEN)
-		off = PATH_SCRATCH_LEN;
-	if (off == PATH_SCRATCH_LEN) {
-		/* The root directory itself. */
-		off--;
-		scratch->buf[off & (PATH_SCRATCH_LEN - 1)] = '/';
-	}
-	return off;
-}
-
-/*
- * copy_path (max must be a power of two) copies the tail of the assembled path (at most max - 1 bytes, so
- * the basename survives truncation) into dst and returns its length.
- */
-static __always_inline __u32 copy_path(char *dst, __u32 max, struct path_scratch *scratch,
-				       __u32 off, bool *truncated)
-{
-	__u32 len = PATH_SCRATCH_LEN - off;
-	if (len > max - 1) {
-		off = PATH_SCRATCH_LEN - (max - 1);
-		len = max - 1;
-		*truncated = true;
-	}
-	/* max is a power of two: the mask changes nothing but proves the bound to the verifier. */
-	barrier_var(len);
-	len &= max - 1;
-	if (bpf_probe_read_kernel(dst, len, &scratch->buf[off & (PATH_SCRATCH_LEN - 1)]) < 0)
-		return 0;
-	return len;
-}
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)

@@ -17,6 +17,9 @@ type ProcessEventFamily uint32
 
 const (
 	ProcessEventFamilyFAMILY_PROCESS ProcessEventFamily = 0
+	ProcessEventFamilyFAMILY_FILE    ProcessEventFamily = 1
+	ProcessEventFamilyFAMILY_LOGIN   ProcessEventFamily = 2
+	ProcessEventFamilyFAMILY_NETWORK ProcessEventFamily = 3
 	ProcessEventFamilyFAMILY_MAX     ProcessEventFamily = 8
 )
 

@@ -22,6 +22,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/proctree"
 	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/sensor/process"
 	"github.com/vigil-sensor/vigil/agent/transport"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -77,16 +78,24 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	// Attach first, then read /proc: a process is either in /proc or in the events.
-	proc, err := sensor.LoadProcess(sensor.Options{RingSize: cfg.RingSize})
+	proc, err := process.Load(process.Options{RingSize: cfg.RingSize, BootTime: bootTime})
 	if err != nil {
 		return err
 	}
-	defer proc.Close()
+	sensors := []sensor.Sensor{proc}
+	defer func() {
+		for _, s := range sensors {
+			s.Close()
+		}
+	}()
 	tree := proctree.New(0)
 	if err := tree.SeedFromProc("/proc"); err != nil {
 		return fmt.Errorf("seed process tree: %w", err)
 	}
-	log.Info("process sensor attached", "hooks", sensor.Hooks, "processes", tree.Len())
+	for _, s := range sensors {
+		log.Info("sensor attached", "family", s.Name(), "hooks", s.Hooks())
+	}
+	log.Info("process tree seeded from /proc", "processes", tree.Len())
 
 	users := &hostinfo.Users{}
 	st := &stats{}
@@ -103,11 +112,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:            log,
 	}
 	client.Heartbeat = func() *vigilv1.Heartbeat {
-		lost, _ := proc.Lost()
 		return &vigilv1.Heartbeat{
 			Time:             timestamppb.Now(),
 			EventsTotal:      st.events.Load(),
-			EventsLost:       map[string]uint64{"process": lost},
+			EventsLost:       lostPerFamily(sensors),
 			RssBytes:         residentBytes(),
 			PendingIncidents: uint64(client.Stats().Pending),
 		}
@@ -125,41 +133,81 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(ctx) }()
+
+	// One reader per family; the pipeline takes their events one at a time.
+	events := make(chan any, 4096)
+	readErrs := make(chan error, len(sensors))
+	for _, s := range sensors {
+		go func() { readErrs <- readLoop(ctx, s, events, log) }()
+	}
 	log.Info("vigil-agent running", "version", Version, "host_id", hostID, "hostname", hostname,
 		"server", cfg.ServerAddr, "rules", len(p.engine.Rules()))
-	dec := &sensor.Decoder{BootTime: bootTime}
-	lastHousekeeping, lastLost := time.Now(), uint64(0)
-	for ctx.Err() == nil {
-		// Wake up at least once a second to notice shutdown and keep house.
-		proc.SetDeadline(time.Now().Add(time.Second))
-		raw, err := proc.ReadRaw()
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		case err != nil:
-			return err
-		default:
-			if ev, err := dec.Decode(raw); err != nil {
-				log.Warn("undecodable event", "error", err)
-			} else {
-				st.events.Add(1)
-				p.handle(ev)
-			}
-		}
-		if time.Since(lastHousekeeping) > 10*time.Second {
-			lastHousekeeping = time.Now()
+
+	housekeeping := time.NewTicker(10 * time.Second)
+	defer housekeeping.Stop()
+	lastLost := map[string]uint64{}
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-readErrs:
+			runErr = err
+			break loop
+		case ev := <-events:
+			st.events.Add(1)
+			p.handle(ev)
+		case <-housekeeping.C:
 			tree.Prune()
-			if lost, err := proc.Lost(); err == nil && lost != lastLost {
-				log.Warn("kernel events lost: ring buffer full", "family", "process", "lost_total", lost)
-				lastLost = lost
+			for family, lost := range lostPerFamily(sensors) {
+				if lost != lastLost[family] {
+					log.Warn("kernel events lost: ring buffer full", "family", family, "lost_total", lost)
+					lastLost[family] = lost
+				}
 			}
 		}
 	}
 	cancel()
 	<-clientDone
-	lost, _ := proc.Lost()
-	log.Info("vigil-agent stopped", "events", st.events.Load(), "lost", lost, "incidents", st.incidents.Load(),
+	log.Info("vigil-agent stopped", "events", st.events.Load(), "lost", lostPerFamily(sensors), "incidents", st.incidents.Load(),
 		"unsent_incidents", client.Stats().Pending)
+	return runErr
+}
+
+// readLoop reads one sensor's events into events until ctx ends; it returns
+// an error only when the sensor fails.
+func readLoop(ctx context.Context, s sensor.Sensor, events chan<- any, log *slog.Logger) error {
+	for ctx.Err() == nil {
+		// Wake up at least once a second to notice shutdown.
+		s.SetDeadline(time.Now().Add(time.Second))
+		ev, err := s.Next()
+		switch {
+		case err == nil:
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				return nil
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, sensor.ErrShortRecord), errors.Is(err, sensor.ErrUnknownType):
+			log.Warn("undecodable event", "family", s.Name(), "error", err)
+		default:
+			return fmt.Errorf("read %s events: %w", s.Name(), err)
+		}
+	}
 	return nil
+}
+
+// lostPerFamily reads every sensor's loss counter.
+func lostPerFamily(sensors []sensor.Sensor) map[string]uint64 {
+	out := make(map[string]uint64, len(sensors))
+	for _, s := range sensors {
+		if n, err := s.Lost(); err == nil {
+			out[s.Name()] = n
+		}
+	}
+	return out
 }
 
 // pipeline is the per-event path: process tree, then detection, then incidents.

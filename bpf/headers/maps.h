@@ -1,15 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
-/* Maps shared by Vigil's kernel programs. */
+/* Maps and helpers every family's object has: loss counters, wakeup policy, path scratch. */
 #ifndef VIGIL_MAPS_H
 #define VIGIL_MAPS_H
 
 #include "types.h"
-
-/* Ring buffer of the process family. The agent may resize it before load. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 * 1024 * 1024);
-} process_events SEC(".maps");
 
 /*
  * Unread bytes in a ring buffer above which a submit wakes the agent. Below

@@ -12,10 +12,17 @@
 /* Event families: one ring buffer and one loss counter each. */
 enum event_family {
 	FAMILY_PROCESS = 0,
+	FAMILY_FILE = 1,
+	FAMILY_LOGIN = 2,
+	FAMILY_NETWORK = 3,
 	FAMILY_MAX = 8,
 };
 
-/* Event types, first field of every record. */
+/*
+ * Event types, first field of every record. Each family owns a range and
+ * defines its types in its own header: process 1-9 (here), file 10-39
+ * (file_types.h), login 40-49 (login_types.h), network 50-69 (net_types.h).
+ */
 enum event_type {
 	EVENT_FORK = 1,
 	EVENT_EXEC = 2,

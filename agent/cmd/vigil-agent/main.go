@@ -13,7 +13,7 @@ import (
 	"syscall"
 
 	"github.com/vigil-sensor/vigil/agent/daemon"
-	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/sensor/process"
 )
 
 const usage = `vigil-agent watches the processes of this host with eBPF and reports
@@ -42,7 +42,7 @@ func main() {
 		fs.PrintDefaults()
 	}
 	server := fs.String("server", envOr("VIGIL_SERVER", "127.0.0.1:7470"), "gRPC `address` of the Vigil server (env VIGIL_SERVER)")
-	ringSize := fs.Uint("ring-size", sensor.DefaultRingSize, "process ring buffer size in `bytes` (a power of two, at least one page)")
+	ringSize := fs.Uint("ring-size", process.DefaultRingSize, "process ring buffer size in `bytes` (a power of two, at least one page)")
 	stateDir := fs.String("state-dir", "/var/lib/vigil-agent", "`directory` for the agent's state")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")

@@ -1,4 +1,4 @@
-package sensor
+package process
 
 import (
 	"errors"
@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-sensor/vigil/agent/event"
+	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
@@ -22,30 +23,24 @@ type collector struct {
 	events chan any
 }
 
-func startSensor(t *testing.T, opts Options) (*Process, *collector) {
+func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	p, err := LoadProcess(opts)
+	p, err := Load(opts)
 	if err != nil {
 		t.Fatalf("load process sensor: %v", err)
 	}
 	c := &collector{events: make(chan any, 1<<16)}
-	dec := &Decoder{BootTime: time.Unix(0, 0)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			raw, err := p.ReadRaw()
-			if errors.Is(err, ErrClosed) {
+			ev, err := p.Next()
+			if errors.Is(err, sensor.ErrClosed) {
 				return
 			}
 			if err != nil {
-				t.Errorf("read: %v", err)
-				return
-			}
-			ev, err := dec.Decode(raw)
-			if err != nil {
-				t.Errorf("decode: %v", err)
+				t.Errorf("next: %v", err)
 				return
 			}
 			select {
@@ -267,11 +262,11 @@ func TestMemfdAndDeletedExecutables(t *testing.T) {
 
 func TestRingSizeValidation(t *testing.T) {
 	for _, size := range []uint32{1000, 4096 * 3, 12} {
-		if err := checkRingSize(size); err == nil {
+		if err := sensor.CheckRingSize(size); err == nil {
 			t.Errorf("ring size %d accepted", size)
 		}
 	}
-	if err := checkRingSize(1 << 20); err != nil {
+	if err := sensor.CheckRingSize(1 << 20); err != nil {
 		t.Errorf("ring size 1 MiB refused: %v", err)
 	}
 }

@@ -1,0 +1,128 @@
+// Package process is the process-lifecycle sensor: fork, exec and exit of
+// every process on the host, from BTF tracepoints.
+package process
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/bpf"
+)
+
+// DefaultRingSize is the default size in bytes of the process ring buffer.
+const DefaultRingSize = 8 << 20
+
+// Options configures the process sensor.
+type Options struct {
+	// RingSize is the ring buffer size in bytes: a power of two of at least
+	// a page. 0 means DefaultRingSize.
+	RingSize uint32
+	// PollInterval bounds how long a record waits before the reader looks
+	// (0: sensor.DefaultPollInterval).
+	PollInterval time.Duration
+	// BootTime maps the kernel's since-boot timestamps to wall-clock time.
+	BootTime time.Time
+}
+
+// Hooks names the kernel hooks the process sensor attaches to.
+var Hooks = []string{"tp_btf/sched_process_fork", "tp_btf/sched_process_exec", "tp_btf/sched_process_exit"}
+
+// Sensor is the loaded and attached process sensor. It implements sensor.Sensor.
+type Sensor struct {
+	objs  bpf.ProcessObjects
+	links []link.Link
+	ring  *sensor.Ring
+	dec   Decoder
+}
+
+var _ sensor.Sensor = (*Sensor)(nil)
+
+// Load loads the process programs into the kernel, attaches them and opens
+// their ring buffer. Close undoes all of it.
+func Load(opts Options) (*Sensor, error) {
+	ringSize := opts.RingSize
+	if ringSize == 0 {
+		ringSize = DefaultRingSize
+	}
+	if err := sensor.Prepare(); err != nil {
+		return nil, err
+	}
+
+	// Read the object and size its ring buffer before loading it.
+	spec, err := bpf.LoadProcess()
+	if err != nil {
+		return nil, fmt.Errorf("read process programs: %w", err)
+	}
+	if err := sensor.SizeRing(spec, bpf.ProcessMapProcessEvents, ringSize); err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	s := &Sensor{dec: Decoder{BootTime: opts.BootTime}}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		return nil, sensor.LoadError("process", err)
+	}
+
+	// Attach each program to its BTF-typed tracepoint.
+	for _, prog := range []*ebpf.Program{s.objs.HandleFork, s.objs.HandleExec, s.objs.HandleExit} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("attach %s: %w", prog, err)
+		}
+		s.links = append(s.links, l)
+	}
+
+	// Open the ring buffer last, so nothing is read before all hooks are live.
+	s.ring, err = sensor.NewRing(s.objs.ProcessEvents, opts.PollInterval)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Name returns "process".
+func (s *Sensor) Name() string { return "process" }
+
+// Hooks returns the hooks the sensor attached to.
+func (s *Sensor) Hooks() []string { return Hooks }
+
+// SetDeadline bounds the wait of Next and ReadRaw.
+func (s *Sensor) SetDeadline(t time.Time) { s.ring.SetDeadline(t) }
+
+// ReadRaw blocks until the next record and returns its bytes, valid until
+// the next call.
+func (s *Sensor) ReadRaw() ([]byte, error) { return s.ring.ReadRaw() }
+
+// Next returns the next event: an *event.Fork, *event.Exec or *event.Exit.
+func (s *Sensor) Next() (any, error) {
+	raw, err := s.ring.ReadRaw()
+	if err != nil {
+		return nil, err
+	}
+	return s.dec.Decode(raw)
+}
+
+// Lost returns how many process records the kernel could not reserve since load.
+func (s *Sensor) Lost() (uint64, error) {
+	return sensor.Lost(s.objs.LostEvents, uint32(bpf.ProcessEventFamilyFAMILY_PROCESS))
+}
+
+// Close detaches the programs, closes the ring buffer and unloads
+// everything. A blocked Next returns sensor.ErrClosed.
+func (s *Sensor) Close() error {
+	var errs []error
+	if s.ring != nil {
+		errs = append(errs, s.ring.Close())
+	}
+	for _, l := range s.links {
+		errs = append(errs, l.Close())
+	}
+	s.links = nil
+	errs = append(errs, s.objs.Close())
+	return errors.Join(errs...)
+}
