@@ -27,7 +27,8 @@ static __always_inline void fill_process(struct process_info *info, struct task_
 		info->loginuid = (__u32)-1;
 	info->pad = 0;
 	info->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
-	info->cgroup_id = bpf_get_current_cgroup_id();
+	/* The task's own cgroup v2, not current's: a forked child may start in another one. */
+	info->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
 	BPF_CORE_READ_STR_INTO(&info->comm, task, comm);
 }
 
