@@ -20,6 +20,15 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024);
 } process_events SEC(".maps");
 
+/* When set by the agent, only tasks in this cgroup v2 (by id) are reported. */
+volatile const __u64 target_cgroup = 0;
+
+/* selected reports whether task's events are wanted. */
+static __always_inline bool selected(struct task_struct *task)
+{
+	return !target_cgroup || BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id) == target_cgroup;
+}
+
 /* Force bpf2go to emit Go types for the records. */
 const struct fork_event *unused_fork_event __attribute__((unused));
 const struct exec_event *unused_exec_event __attribute__((unused));
@@ -32,7 +41,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	/* Threads share their process's identity: only new processes matter. */
-	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid) || !selected(child))
 		return 0;
 
 	struct fork_event *ev = bpf_ringbuf_reserve(&process_events, sizeof(*ev), 0);
@@ -49,6 +58,8 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
+	if (!selected(task))
+		return 0;
 	__u32 zero = 0;
 	struct path_scratch *scratch = bpf_map_lookup_elem(&path_scratch_map, &zero);
 	if (!scratch)
@@ -119,7 +130,7 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
 	/* Report the process once, when its last thread is gone. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (BPF_CORE_READ(task, signal, live.counter) != 0 || !selected(task))
 		return 0;
 
 	struct exit_event *ev = bpf_ringbuf_reserve(&process_events, sizeof(*ev), 0);

@@ -108,6 +108,7 @@ const (
 	ProcessProgHandleExec       = "handle_exec"
 	ProcessProgHandleExit       = "handle_exit"
 	ProcessProgHandleFork       = "handle_fork"
+	ProcessVarTargetCgroup      = "target_cgroup"
 	ProcessVarUnusedEventFamily = "unused_event_family"
 	ProcessVarUnusedEventType   = "unused_event_type"
 	ProcessVarUnusedExecEvent   = "unused_exec_event"
@@ -177,6 +178,7 @@ type ProcessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessVariableSpecs struct {
+	TargetCgroup      *ebpf.VariableSpec `ebpf:"target_cgroup"`
 	UnusedEventFamily *ebpf.VariableSpec `ebpf:"unused_event_family"`
 	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
@@ -223,6 +225,7 @@ func (m *ProcessMaps) Close() error {
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessVariables struct {
+	TargetCgroup      *ebpf.Variable `ebpf:"target_cgroup"`
 	UnusedEventFamily *ebpf.Variable `ebpf:"unused_event_family"`
 	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`

@@ -27,6 +27,10 @@ type Options struct {
 	PollInterval time.Duration
 	// BootTime maps the kernel's since-boot timestamps to wall-clock time.
 	BootTime time.Time
+	// CgroupID, when not 0, limits the sensor to the processes of this
+	// cgroup v2 (its id is the inode number of its directory); the rest are
+	// dropped in the kernel before they cost a ring-buffer record.
+	CgroupID uint64
 }
 
 // Hooks names the kernel hooks the process sensor attaches to.
@@ -60,6 +64,9 @@ func Load(opts Options) (*Sensor, error) {
 	}
 	if err := sensor.SizeRing(spec, bpf.ProcessMapProcessEvents, ringSize); err != nil {
 		return nil, fmt.Errorf("process: %w", err)
+	}
+	if err := spec.Variables[bpf.ProcessVarTargetCgroup].Set(opts.CgroupID); err != nil {
+		return nil, fmt.Errorf("set target cgroup: %w", err)
 	}
 	s := &Sensor{dec: Decoder{BootTime: opts.BootTime}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {

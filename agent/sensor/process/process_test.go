@@ -270,3 +270,62 @@ func TestRingSizeValidation(t *testing.T) {
 		t.Errorf("ring size 1 MiB refused: %v", err)
 	}
 }
+
+// TestLossIsCountedExactly floods a one-page ring that nobody reads with a
+// known number of events (from a cgroup the sensor is limited to) and checks
+// that every one was either delivered or counted lost.
+func TestLossIsCountedExactly(t *testing.T) {
+	cg := testutil.NewCgroup(t)
+	s, err := Load(Options{RingSize: uint32(os.Getpagesize()), CgroupID: cg.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	// In the cgroup from its first instruction: the shell's fork, exec and
+	// exit, and 1000 fork+exec+exit of /bin/true.
+	const n = 1000
+	cmd := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Dir.Fd())}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	want := uint64(3 + 3*n)
+
+	// Drain what fitted.
+	var delivered uint64
+	for {
+		s.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		ev, err := s.Next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p event.Process
+		switch e := ev.(type) {
+		case *event.Fork:
+			p = e.Process
+		case *event.Exec:
+			p = e.Process
+		case *event.Exit:
+			p = e.Process
+		}
+		if p.CgroupID != cg.ID {
+			t.Fatalf("event from cgroup %d, want only %d: %+v", p.CgroupID, cg.ID, ev)
+		}
+		delivered++
+	}
+	lost, err := s.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost == 0 || delivered == 0 {
+		t.Fatalf("delivered %d, lost %d: the flood should both fill the ring and lose some", delivered, lost)
+	}
+	if delivered+lost != want {
+		t.Fatalf("delivered %d + lost %d = %d, want exactly %d attempted", delivered, lost, delivered+lost, want)
+	}
+	t.Logf("one-page ring: %d delivered, %d lost of %d", delivered, lost, want)
+}
