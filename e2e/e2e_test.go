@@ -560,3 +560,37 @@ func TestAgentRefusesWithoutRoot(t *testing.T) {
 		t.Errorf("output does not say why:\n%s", out)
 	}
 }
+
+// TestAgentCheckAndConfigErrors runs vigil-agent --check, then the agent
+// with a broken configuration file.
+func TestAgentCheckAndConfigErrors(t *testing.T) {
+	testutil.RequireRoot(t)
+	agent := filepath.Join(buildBinaries(t), "vigil-agent")
+
+	out, err := exec.Command(agent, "--config", "../configs/agent.yaml", "--check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--check: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"config     ../configs/agent.yaml",
+		"preflight  root, BTF at /sys/kernel/btf/vmlinux",
+		"process    ok: tp_btf/sched_process_fork, tp_btf/sched_process_exec, tp_btf/sched_process_exit",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--check output lacks %q:\n%s", want, out)
+		}
+	}
+
+	bad := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(bad, []byte("sensors:\n  file:\n    watch: [/etc, home]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(agent, "--config", bad).CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 2 {
+		t.Fatalf("broken config: %v, want exit status 2\n%s", err, out)
+	}
+	if want := bad + `: sensors.file.watch[1]: "home" is not an absolute path`; !strings.Contains(string(out), want) {
+		t.Errorf("broken config output %q lacks %q", out, want)
+	}
+}

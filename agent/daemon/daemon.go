@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/detect"
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
@@ -22,7 +23,6 @@ import (
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/proctree"
 	"github.com/vigil-sensor/vigil/agent/sensor"
-	"github.com/vigil-sensor/vigil/agent/sensor/process"
 	"github.com/vigil-sensor/vigil/agent/transport"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -32,12 +32,8 @@ var Version = "0.1.0-dev"
 
 // Config configures the agent.
 type Config struct {
-	// ServerAddr is the Vigil server's gRPC address.
-	ServerAddr string
-	// RingSize is the process ring buffer size in bytes (0: default).
-	RingSize uint32
-	// StateDir keeps the agent's state (a host id when the host has no machine id).
-	StateDir string
+	// Agent is the validated configuration file's content.
+	Agent *config.Config
 	// HeartbeatInterval is how often the agent reports its health (0: 10 s).
 	HeartbeatInterval time.Duration
 	// Logger receives the agent's log.
@@ -67,7 +63,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("mounted kernel file system", "path", m)
 	}
 
-	hostID, err := hostinfo.HostID(cfg.StateDir)
+	hostID, err := hostinfo.HostID(cfg.Agent.StateDir)
 	if err != nil {
 		return err
 	}
@@ -78,11 +74,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	// Attach first, then read /proc: a process is either in /proc or in the events.
-	proc, err := process.Load(process.Options{RingSize: cfg.RingSize, BootTime: bootTime})
+	sensors, err := loadSensors(cfg.Agent, bootTime, func(f family, err error) {
+		log.Warn("sensor unavailable, running without it", "family", f.name, "error", err)
+	})
 	if err != nil {
 		return err
 	}
-	sensors := []sensor.Sensor{proc}
 	defer func() {
 		for _, s := range sensors {
 			s.Close()
@@ -100,13 +97,13 @@ func Run(ctx context.Context, cfg Config) error {
 	users := &hostinfo.Users{}
 	st := &stats{}
 	client := &transport.Client{
-		Addr: cfg.ServerAddr,
+		Addr: cfg.Agent.Server,
 		Hello: &vigilv1.Hello{
 			HostId:        hostID,
 			Hostname:      hostname,
 			KernelRelease: hostinfo.KernelRelease(),
 			AgentVersion:  Version,
-			Capabilities:  []string{"process"},
+			Capabilities:  names(sensors),
 		},
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            log,
@@ -141,7 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { readErrs <- readLoop(ctx, s, events, log) }()
 	}
 	log.Info("vigil-agent running", "version", Version, "host_id", hostID, "hostname", hostname,
-		"server", cfg.ServerAddr, "rules", len(p.engine.Rules()))
+		"server", cfg.Agent.Server, "rules", len(p.engine.Rules()))
 
 	housekeeping := time.NewTicker(10 * time.Second)
 	defer housekeeping.Stop()

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -12,82 +13,118 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/daemon"
-	"github.com/vigil-sensor/vigil/agent/sensor/process"
 )
 
 const usage = `vigil-agent watches the processes of this host with eBPF and reports
 suspicious ones to a Vigil server as incidents.
 
 Usage:
-  vigil-agent [flags]
+  vigil-agent [flags]           run until Ctrl-C or SIGTERM
+  vigil-agent --check [flags]   load every sensor once, print what attached, exit
 
 It must run as root on a kernel with BTF (/sys/kernel/btf/vmlinux). It
 attaches to the sched_process_fork/exec/exit tracepoints, builds a process
 tree (seeded from /proc), evaluates its built-in rules on every exec and
 sends each incident to the server, resending until the server acknowledges
-it. It logs to stderr. Stop it with Ctrl-C or SIGTERM: it detaches every
-program before it exits.
+it. It logs to stderr. On Ctrl-C or SIGTERM it detaches every program
+before it exits.
 
-Example:
+Settings come from the config file (default /etc/vigil/agent.yaml, optional;
+see configs/agent.yaml for every key); flags given on the command line
+override it.
+
+Examples:
   sudo vigil-agent --server 127.0.0.1:7470
+  sudo vigil-agent --config /etc/vigil/agent.yaml --check
 
 Flags:
 `
 
 func main() {
+	os.Exit(run())
+}
+
+func run() int {
 	fs := flag.NewFlagSet("vigil-agent", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	server := fs.String("server", envOr("VIGIL_SERVER", "127.0.0.1:7470"), "gRPC `address` of the Vigil server (env VIGIL_SERVER)")
-	ringSize := fs.Uint("ring-size", process.DefaultRingSize, "process ring buffer size in `bytes` (a power of two, at least one page)")
-	stateDir := fs.String("state-dir", "/var/lib/vigil-agent", "`directory` for the agent's state")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	def := config.Default()
+	configPath := fs.String("config", config.DefaultPath, "configuration `file` (YAML); optional unless given")
+	server := fs.String("server", def.Server, "gRPC `address` of the Vigil server (env VIGIL_SERVER)")
+	ringSize := fs.Uint("ring-size", uint(def.Sensors.Process.RingSize), "process ring buffer size in `bytes` (a power of two, at least one page)")
+	stateDir := fs.String("state-dir", def.StateDir, "`directory` for the agent's state")
+	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn or error")
+	check := fs.Bool("check", false, "load every sensor once, print which hooks attached and which are unavailable, and exit")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			os.Exit(0)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
 		}
-		os.Exit(2)
+		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "vigil-agent: unexpected argument %q (see vigil-agent --help)\n", fs.Arg(0))
-		os.Exit(2)
+		return 2
 	}
 	if *version {
 		fmt.Println("vigil-agent", daemon.Version)
-		return
+		return 0
 	}
+
+	// The file, then the environment, then flags given on the command line.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg, err := config.Load(*configPath, set["config"])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vigil-agent: %v\n", err)
+		return 2
+	}
+	source := *configPath
+	if _, err := os.Stat(*configPath); err != nil {
+		source = "built-in defaults (no " + *configPath + ")"
+	}
+	if v := os.Getenv("VIGIL_SERVER"); v != "" && !set["server"] {
+		cfg.Server = v
+	}
+	if set["server"] {
+		cfg.Server = *server
+	}
+	if set["ring-size"] {
+		cfg.Sensors.Process.RingSize = config.Size(*ringSize)
+	}
+	if set["state-dir"] {
+		cfg.StateDir = *stateDir
+	}
+	if set["log-level"] {
+		cfg.LogLevel = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "vigil-agent: %v\n", err)
+		return 2
+	}
+
+	if *check {
+		if err := daemon.Check(cfg, source, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "vigil-agent: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "vigil-agent: --log-level %q: want debug, info, warn or error\n", *logLevel)
-		os.Exit(2)
-	}
-	if *ringSize > 1<<30 {
-		fmt.Fprintf(os.Stderr, "vigil-agent: --ring-size %d: at most 1 GiB\n", *ringSize)
-		os.Exit(2)
-	}
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log.Info("configuration", "source", source)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err := daemon.Run(ctx, daemon.Config{
-		ServerAddr: *server,
-		RingSize:   uint32(*ringSize),
-		StateDir:   *stateDir,
-		Logger:     log,
-	})
-	if err != nil {
+	if err := daemon.Run(ctx, daemon.Config{Agent: cfg, Logger: log}); err != nil {
 		log.Error("vigil-agent failed", "error", err)
-		os.Exit(1)
+		return 1
 	}
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
+	return 0
 }

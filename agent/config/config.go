@@ -1,0 +1,226 @@
+// Package config reads and validates the agent's YAML configuration
+// (/etc/vigil/agent.yaml by default): where the server is, which sensors
+// run, what the kernel filters watch, and what it ignores.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is where the agent looks for its configuration.
+const DefaultPath = "/etc/vigil/agent.yaml"
+
+// Config is the agent's configuration.
+type Config struct {
+	// Server is the Vigil server's gRPC address.
+	Server string `yaml:"server"`
+	// StateDir keeps the agent's state.
+	StateDir string `yaml:"state_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// Sensors configures each event family.
+	Sensors Sensors `yaml:"sensors"`
+	// Allow lists what the sensors ignore, in the kernel.
+	Allow Allow `yaml:"allow"`
+}
+
+// Sensors configures each event family.
+type Sensors struct {
+	// Process is the fork/exec/exit family (always on: detection needs it).
+	Process Family `yaml:"process"`
+	// File is the file and syscall family.
+	File FileFamily `yaml:"file"`
+	// Login is the PAM login family.
+	Login Family `yaml:"login"`
+	// Network is the TCP/UDP/DNS family.
+	Network Family `yaml:"network"`
+}
+
+// Family is what every event family has.
+type Family struct {
+	// Enabled turns the family on.
+	Enabled bool `yaml:"enabled"`
+	// RingSize is the size of the family's ring buffer in bytes; YAML takes
+	// a number or a size such as "8MiB".
+	RingSize Size `yaml:"ring_size"`
+}
+
+// FileFamily configures the file and syscall family.
+type FileFamily struct {
+	Family `yaml:",inline"`
+	// Watch are the path prefixes whose files are reported; a component may
+	// be "*" to match any one directory name, as in /home/*/.ssh.
+	Watch []string `yaml:"watch"`
+	// Events are the event kinds reported (FileEvents lists them).
+	Events []string `yaml:"events"`
+}
+
+// Allow lists what the sensors ignore.
+type Allow struct {
+	// PIDs are processes whose events are dropped.
+	PIDs []uint32 `yaml:"pids"`
+	// Cgroups are cgroup v2 directories (absolute paths) whose processes' events are dropped.
+	Cgroups []string `yaml:"cgroups"`
+	// Exes are executables (absolute paths) whose processes' events are dropped.
+	Exes []string `yaml:"exes"`
+}
+
+// FileEvents are the event kinds of the file family.
+var FileEvents = []string{"open", "rename", "unlink", "chmod", "chown", "link", "symlink", "setid", "ptrace", "module", "memfd", "mount", "bpf", "kill"}
+
+// Size is a byte count written as a number or with a KiB/MiB/GiB suffix.
+type Size uint32
+
+// UnmarshalYAML reads "4096", "64KiB", "8MiB" or "1GiB".
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	text := strings.TrimSpace(n.Value)
+	mult := uint64(1)
+	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(text, suffix) {
+			text, mult = strings.TrimSpace(strings.TrimSuffix(text, suffix)), m
+		}
+	}
+	v, err := strconv.ParseUint(text, 10, 64)
+	if err != nil || v*mult > 1<<30 {
+		return fmt.Errorf("line %d: %q is not a size (bytes, or a number with KiB, MiB or GiB, at most 1GiB)", n.Line, n.Value)
+	}
+	*s = Size(v * mult)
+	return nil
+}
+
+// Default returns the configuration used when there is no file.
+func Default() *Config {
+	return &Config{
+		Server:   "127.0.0.1:7470",
+		StateDir: "/var/lib/vigil-agent",
+		LogLevel: "info",
+		Sensors: Sensors{
+			Process: Family{Enabled: true, RingSize: 8 << 20},
+			File: FileFamily{
+				Family: Family{Enabled: true, RingSize: 4 << 20},
+				Watch: []string{"/etc", "/root/.ssh", "/home/*/.ssh", "/var/spool/cron", "/etc/systemd",
+					"/usr/bin", "/usr/sbin", "/boot", "/var/log"},
+				Events: slices.Clone(FileEvents),
+			},
+			Login:   Family{Enabled: true, RingSize: 256 << 10},
+			Network: Family{Enabled: true, RingSize: 4 << 20},
+		},
+	}
+}
+
+// Load reads the file at p over the defaults. A missing file is an error
+// only when required is set; then the defaults are returned.
+func Load(p string, required bool) (*Config, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) && !required {
+		return Default(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads YAML over the defaults and validates the result. Unknown keys are errors.
+func Parse(b []byte) (*Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Validate checks every field and names the first one that is wrong.
+func (c *Config) Validate() error {
+	if c.Server == "" {
+		return errors.New("server: empty; want host:port of vigil-server")
+	}
+	if _, _, err := splitHostPort(c.Server); err != nil {
+		return fmt.Errorf("server: %q: %w", c.Server, err)
+	}
+	if c.StateDir == "" || !path.IsAbs(c.StateDir) {
+		return fmt.Errorf("state_dir: %q is not an absolute path", c.StateDir)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log_level: %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if !c.Sensors.Process.Enabled {
+		return errors.New("sensors.process.enabled: false, but detection needs the process sensor")
+	}
+	for name, f := range map[string]Family{"process": c.Sensors.Process, "file": c.Sensors.File.Family,
+		"login": c.Sensors.Login, "network": c.Sensors.Network} {
+		if f.Enabled && (f.RingSize < Size(os.Getpagesize()) || f.RingSize&(f.RingSize-1) != 0) {
+			return fmt.Errorf("sensors.%s.ring_size: %d is not a power of two of at least %d bytes", name, f.RingSize, os.Getpagesize())
+		}
+	}
+	for i, w := range c.Sensors.File.Watch {
+		if err := checkWatch(w); err != nil {
+			return fmt.Errorf("sensors.file.watch[%d]: %w", i, err)
+		}
+	}
+	for i, e := range c.Sensors.File.Events {
+		if !slices.Contains(FileEvents, e) {
+			return fmt.Errorf("sensors.file.events[%d]: unknown event %q; known: %s", i, e, strings.Join(FileEvents, ", "))
+		}
+	}
+	for i, p := range c.Allow.Cgroups {
+		if !path.IsAbs(p) {
+			return fmt.Errorf("allow.cgroups[%d]: %q is not an absolute path", i, p)
+		}
+	}
+	for i, p := range c.Allow.Exes {
+		if !path.IsAbs(p) || strings.Contains(p, "*") {
+			return fmt.Errorf("allow.exes[%d]: %q is not an absolute path without wildcards", i, p)
+		}
+	}
+	return nil
+}
+
+// checkWatch checks one watched prefix.
+func checkWatch(w string) error {
+	if !path.IsAbs(w) {
+		return fmt.Errorf("%q is not an absolute path", w)
+	}
+	if path.Clean(w) != w {
+		return fmt.Errorf("%q is not clean; write %q", w, path.Clean(w))
+	}
+	for _, part := range strings.Split(w, "/") {
+		if strings.Contains(part, "*") && part != "*" {
+			return fmt.Errorf("%q: a wildcard must be a whole path component, as in /home/*/.ssh", w)
+		}
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", 0, errors.New("missing port")
+	}
+	port, err := strconv.Atoi(addr[i+1:])
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not 1-65535", addr[i+1:])
+	}
+	return addr[:i], port, nil
+}

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseOverridesDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(`
+server: 10.0.0.5:7470
+log_level: debug
+sensors:
+  process:
+    ring_size: 16MiB
+  file:
+    watch: [/etc, /home/*/.ssh]
+    events: [open, setid]
+  network:
+    enabled: false
+allow:
+  pids: [1234]
+  exes: [/usr/sbin/backupd]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server != "10.0.0.5:7470" || cfg.LogLevel != "debug" || cfg.StateDir != "/var/lib/vigil-agent" {
+		t.Errorf("top level: %+v", cfg)
+	}
+	if cfg.Sensors.Process.RingSize != 16<<20 || !cfg.Sensors.Process.Enabled {
+		t.Errorf("process: %+v", cfg.Sensors.Process)
+	}
+	if !slices.Equal(cfg.Sensors.File.Watch, []string{"/etc", "/home/*/.ssh"}) || !slices.Equal(cfg.Sensors.File.Events, []string{"open", "setid"}) {
+		t.Errorf("file: %+v", cfg.Sensors.File)
+	}
+	if cfg.Sensors.File.RingSize != 4<<20 || !cfg.Sensors.File.Enabled {
+		t.Errorf("file family defaults lost: %+v", cfg.Sensors.File.Family)
+	}
+	if cfg.Sensors.Network.Enabled || !cfg.Sensors.Login.Enabled {
+		t.Errorf("enabled flags: network %v login %v", cfg.Sensors.Network.Enabled, cfg.Sensors.Login.Enabled)
+	}
+	if !slices.Equal(cfg.Allow.PIDs, []uint32{1234}) || !slices.Equal(cfg.Allow.Exes, []string{"/usr/sbin/backupd"}) {
+		t.Errorf("allow: %+v", cfg.Allow)
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"servr: x:1", "line 1: field servr not found"},
+		{"server: nowhere", `server: "nowhere": missing port`},
+		{"server: h:99999", `server: "h:99999": port "99999" is not 1-65535`},
+		{"log_level: loud", `log_level: "loud": want debug, info, warn or error`},
+		{"sensors: {process: {enabled: false}}", "sensors.process.enabled: false, but detection needs the process sensor"},
+		{"sensors: {file: {ring_size: 5000}}", "sensors.file.ring_size: 5000 is not a power of two"},
+		{"sensors: {file: {ring_size: 8 furlongs}}", `line 1: "8 furlongs" is not a size`},
+		{"sensors: {file: {watch: [/etc, etc/ssh]}}", `sensors.file.watch[1]: "etc/ssh" is not an absolute path`},
+		{"sensors: {file: {watch: [/home/u*/.ssh]}}", "sensors.file.watch[0]: \"/home/u*/.ssh\": a wildcard must be a whole path component"},
+		{"sensors: {file: {watch: [/etc/]}}", `sensors.file.watch[0]: "/etc/" is not clean; write "/etc"`},
+		{"sensors: {file: {events: [open, teleport]}}", `sensors.file.events[1]: unknown event "teleport"`},
+		{"allow: {exes: [bash]}", `allow.exes[0]: "bash" is not an absolute path`},
+		{"allow: {pids: [-1]}", "line 1: cannot unmarshal"},
+		{"state_dir: relative", `state_dir: "relative" is not an absolute path`},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(tt.yaml))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want one containing %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Load(filepath.Join(dir, "missing.yaml"), false)
+	if err != nil || cfg.Server != Default().Server {
+		t.Fatalf("missing optional file: %v, %+v", err, cfg)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml"), true); err == nil {
+		t.Fatal("missing required file accepted")
+	}
+	p := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(p, []byte("log_level: shouty\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, true); err == nil || !strings.HasPrefix(err.Error(), p+": log_level") {
+		t.Fatalf("error %v does not start with the file name and field", err)
+	}
+}
+
+// TestShippedExampleIsValid keeps the example in the repository loadable.
+func TestShippedExampleIsValid(t *testing.T) {
+	cfg, err := Load("../../configs/agent.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := Default()
+	if !slices.Equal(cfg.Sensors.File.Watch, def.Sensors.File.Watch) || cfg.Server != def.Server {
+		t.Errorf("the example should spell out the defaults: %+v", cfg)
+	}
+}

@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/vigil-sensor/vigil/agent/config"
+	"github.com/vigil-sensor/vigil/agent/hostinfo"
+	"github.com/vigil-sensor/vigil/agent/kernelfs"
+	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/sensor/process"
+)
+
+// family is one event family the agent can run.
+type family struct {
+	name string
+	// required families stop the agent when they fail to load; the others
+	// are reported and skipped.
+	required bool
+	enabled  bool
+	load     func() (sensor.Sensor, error)
+}
+
+// families lists every family with its loader, configured from cfg.
+func families(cfg *config.Config, bootTime time.Time) []family {
+	return []family{
+		{name: "process", required: true, enabled: cfg.Sensors.Process.Enabled, load: func() (sensor.Sensor, error) {
+			return process.Load(process.Options{RingSize: uint32(cfg.Sensors.Process.RingSize), BootTime: bootTime})
+		}},
+	}
+}
+
+// loadSensors loads every enabled family. A required family that fails is
+// an error; another one is passed to skipped and left out.
+func loadSensors(cfg *config.Config, bootTime time.Time, skipped func(family, error)) ([]sensor.Sensor, error) {
+	var loaded []sensor.Sensor
+	for _, f := range families(cfg, bootTime) {
+		if !f.enabled {
+			continue
+		}
+		s, err := f.load()
+		if err != nil {
+			if f.required {
+				for _, l := range loaded {
+					l.Close()
+				}
+				return nil, err
+			}
+			skipped(f, err)
+			continue
+		}
+		loaded = append(loaded, s)
+	}
+	return loaded, nil
+}
+
+func names(sensors []sensor.Sensor) []string {
+	out := make([]string, len(sensors))
+	for i, s := range sensors {
+		out[i] = s.Name()
+	}
+	return out
+}
+
+// Check loads every enabled family once, prints which hooks attached and
+// which families are unavailable or disabled, and unloads them. It returns
+// an error when the agent could not run at all or a family failed.
+func Check(cfg *config.Config, configSource string, w io.Writer) error {
+	fmt.Fprintf(w, "vigil-agent %s check\n", Version)
+	fmt.Fprintf(w, "  %-10s %s\n", "config", configSource)
+	fmt.Fprintf(w, "  %-10s %s\n", "kernel", hostinfo.KernelRelease())
+	if err := kernelfs.Preflight(); err != nil {
+		fmt.Fprintf(w, "  %-10s FAILED: %v\n", "preflight", err)
+		return err
+	}
+	fmt.Fprintf(w, "  %-10s root, BTF at %s\n", "preflight", kernelfs.BTFPath)
+	mounted, err := kernelfs.EnsureMounted(kernelfs.Needed)
+	if err != nil {
+		fmt.Fprintf(w, "  %-10s FAILED: %v\n", "mounts", err)
+		return err
+	}
+	if len(mounted) > 0 {
+		fmt.Fprintf(w, "  %-10s mounted %s\n", "mounts", strings.Join(mounted, ", "))
+	}
+	bootTime, err := hostinfo.BootTime()
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, f := range families(cfg, bootTime) {
+		if !f.enabled {
+			fmt.Fprintf(w, "  %-10s disabled in the config\n", f.name)
+			continue
+		}
+		s, err := f.load()
+		if err != nil {
+			failed++
+			what := "unavailable, the agent runs without it"
+			if f.required {
+				what = "FAILED, the agent cannot run"
+			}
+			fmt.Fprintf(w, "  %-10s %s: %v\n", f.name, what, err)
+			continue
+		}
+		fmt.Fprintf(w, "  %-10s ok: %s\n", f.name, strings.Join(s.Hooks(), ", "))
+		s.Close()
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d sensor families did not load", failed)
+	}
+	return nil
+}
