@@ -24,6 +24,9 @@ import (
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
+// sensorPoll is how long a record may wait in the ring for the reader.
+const sensorPoll = sensor.DefaultPollInterval
+
 // collector runs a loaded sensor and keeps every decoded login event.
 type collector struct {
 	mu     sync.Mutex
