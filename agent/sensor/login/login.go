@@ -159,6 +159,17 @@ func Load(opts Options) (*Sensor, error) {
 		return nil, sensor.LoadError("login", err)
 	}
 
+	// Where to probe each function so that the kernel need not single-step.
+	var syms []string
+	for _, op := range ops {
+		syms = append(syms, symbols[op])
+	}
+	offsets, err := entryOffsets(libPAM, syms)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+
 	// Attach the return probe before the entry probe of each function, so
 	// that no entry is recorded whose return would go unseen.
 	progs := map[event.LoginOp][2]*ebpf.Program{
@@ -172,13 +183,14 @@ func Load(opts Options) (*Sensor, error) {
 			continue
 		}
 		sym := symbols[op]
-		ret, err := exe.Uretprobe(sym, progs[op][1], nil)
+		probe := &link.UprobeOptions{Offset: offsets[sym]}
+		ret, err := exe.Uretprobe(sym, progs[op][1], probe)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("attach uretprobe %s:%s: %w", libPAM, sym, err)
 		}
 		s.links = append(s.links, ret)
-		entry, err := exe.Uprobe(sym, progs[op][0], nil)
+		entry, err := exe.Uprobe(sym, progs[op][0], probe)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("attach uprobe %s:%s: %w", libPAM, sym, err)

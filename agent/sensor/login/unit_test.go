@@ -1,11 +1,13 @@
 package login
 
 import (
+	"debug/elf"
 	"errors"
 	"os"
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -116,5 +118,61 @@ func TestDecode(t *testing.T) {
 	rec.Hdr.Type = 3
 	if _, err := d.Decode(raw); !errors.Is(err, sensor.ErrUnknownType) {
 		t.Errorf("process-family type: %v, want ErrUnknownType", err)
+	}
+}
+
+func TestSkipNullCheck(t *testing.T) {
+	for _, c := range []struct {
+		code []byte
+		want bool
+	}{
+		{[]byte{0x48, 0x85, 0xff, 0x74, 0x1b, 0x83, 0x7f, 0x08}, true},  // test %rdi,%rdi; je short
+		{[]byte{0x48, 0x85, 0xff, 0x0f, 0x84, 0x10, 0x00, 0x00}, true},  // test %rdi,%rdi; je near
+		{[]byte{0x48, 0x85, 0xff, 0x48, 0x89, 0xe5, 0x00, 0x00}, false}, // test, then a mov
+		{[]byte{0x55, 0x53, 0x48, 0x83, 0xec, 0x18, 0x00, 0x00}, false}, // push %rbp; push %rbx; ...
+		{[]byte{0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x85, 0xff, 0x74}, false}, // endbr64 first
+		{[]byte{0x48, 0x85, 0xff}, false},                               // too short to tell
+	} {
+		if got := skipNullCheck(c.code); got != c.want {
+			t.Errorf("skipNullCheck(% x) = %v, want %v", c.code, got, c.want)
+		}
+	}
+}
+
+func TestEntryOffsetsOfLibPAM(t *testing.T) {
+	path, err := FindLibPAM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var syms []string
+	for _, op := range AllOps {
+		syms = append(syms, symbols[op])
+	}
+	offs, err := entryOffsets(path, syms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dyn, err := f.DynamicSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range syms {
+		i := slices.IndexFunc(dyn, func(s elf.Symbol) bool { return s.Name == name })
+		if i < 0 {
+			t.Fatalf("%s has no symbol %s", path, name)
+		}
+		code := functionStart(f, dyn[i].Value)
+		want := uint64(0)
+		if f.Machine == elf.EM_X86_64 && skipNullCheck(code) {
+			want = 3
+		}
+		if offs[name] != want {
+			t.Errorf("%s: entry offset %d, want %d (starts with % x)", name, offs[name], want, code)
+		}
 	}
 }
