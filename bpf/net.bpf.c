@@ -1,0 +1,433 @@
+//go:build ignore
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Network sensor: TCP connect, accept and close with their 5-tuple, bytes and
+ * times; the first datagram of each UDP flow per process; DNS packets.
+ *
+ * TCP: inet_sock_set_state gives every state change of a socket. The
+ * connecting task is current at SYN_SENT; the passive ESTABLISHED happens in
+ * softirq, so an accepted connection is attributed when accept() returns it.
+ * Per-socket state lives in an LRU hash keyed by the sock pointer.
+ *
+ * UDP and DNS: a cgroup_skb egress program on the cgroup v2 root sees every
+ * datagram sent (in the sending task), recvmsg4/6 programs see every datagram
+ * a task receives with its source address; a LRU map of seen flows keeps one
+ * event per flow. DNS payloads (port 53) are copied from the packets of both
+ * directions and decoded in user space.
+ */
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#include "types.h"
+#include "maps.h"
+#include "common.h"
+#include "net_types.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/* Ring buffer of the network family. The agent sizes it before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} net_events SEC(".maps");
+
+/* TCP sockets being tracked, by struct sock pointer. The agent sizes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tcp_flow);
+} tcp_flows SEC(".maps");
+
+/* UDP flows already reported. The agent sizes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct udp_flow_key);
+	__type(value, __u8);
+} udp_flows SEC(".maps");
+
+/* What the agent asked for; set at load. */
+volatile const __u8 want_udp_flows = 1;
+volatile const __u8 want_dns = 1;
+
+/* Force bpf2go to emit Go types for the records. */
+const struct tcp_event *unused_tcp_event __attribute__((unused));
+const struct udp_event *unused_udp_event __attribute__((unused));
+const struct dns_event *unused_dns_event __attribute__((unused));
+const enum event_family *unused_event_family __attribute__((unused));
+const enum net_event_type *unused_net_event_type __attribute__((unused));
+const enum net_flags *unused_net_flags __attribute__((unused));
+
+/* read_tuple reads the endpoints of a TCP socket (any kind of sock pointer). */
+static __always_inline void read_tuple(struct net_tuple *t, const struct sock *sk)
+{
+	__builtin_memset(t, 0, sizeof(*t));
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->proto = IPPROTO_TCP;
+	/* inet_sport, not skc_num: at CLOSE the port is already released (num is 0). */
+	t->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (t->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&t->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&t->raddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)t->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->raddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/*
+ * payload_bytes sets the payload bytes a closing connection sent (and had
+ * acknowledged) and received. The kernel's counters also count the sequence
+ * numbers of control segments: the SYN of an active open, our FIN once acked,
+ * the peer's FIN once received.
+ */
+static __always_inline void payload_bytes(struct tcp_event *ev, const struct sock *sk,
+					  int oldstate, __u32 flags)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	if ((flags & NET_OUTBOUND) && acked > 0)
+		acked--;
+	bool fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 ||
+			oldstate == TCP_CLOSING || oldstate == TCP_LAST_ACK;
+	if (fin_sent && acked > 0 && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		acked--;
+	/* tcp_fin sets SOCK_DONE when the peer's FIN arrives; a reset does not. */
+	unsigned long sk_flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	if ((sk_flags & (1UL << SOCK_DONE)) && received > 0)
+		received--;
+	ev->bytes_acked = acked;
+	ev->bytes_received = received;
+}
+
+/* emit_tcp sends one TCP record about sk with the state kept in f. */
+static __always_inline void emit_tcp(__u32 type, const struct sock *sk, struct tcp_flow *f,
+				     __u32 flags, int oldstate, bool bytes)
+{
+	struct tcp_event *ev = bpf_ringbuf_reserve(&net_events, sizeof(*ev), 0);
+	if (!ev) {
+		count_lost(FAMILY_NETWORK);
+		return;
+	}
+	fill_header(&ev->hdr, type);
+	/* A connect is reported at the moment it was established. */
+	if (type == EVENT_TCP_CONNECT && f->established_boot)
+		ev->hdr.ktime_boot = f->established_boot;
+	ev->proc = f->proc;
+	read_tuple(&ev->tuple, sk);
+	ev->cookie = f->cookie;
+	ev->established_boot = f->established_boot;
+	if (bytes) {
+		payload_bytes(ev, sk, oldstate, flags);
+	} else {
+		ev->bytes_acked = 0;
+		ev->bytes_received = 0;
+	}
+	ev->flags = flags;
+	ev->pad = 0;
+	submit_record(&net_events, ev);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct tcp_flow *f;
+
+	switch (newstate) {
+	case TCP_SYN_SENT: {
+		/* connect() in the connecting task: remember who, before the port is even chosen. */
+		struct tcp_flow nf = {};
+		fill_process(&nf.proc, bpf_get_current_task_btf());
+		nf.flags = NET_OUTBOUND;
+		bpf_map_update_elem(&tcp_flows, &key, &nf, BPF_ANY);
+		return 0;
+	}
+	case TCP_ESTABLISHED:
+		if (oldstate == TCP_SYN_SENT) {
+			/* Outbound: report now, maybe from softirq, with the remembered task. */
+			f = bpf_map_lookup_elem(&tcp_flows, &key);
+			if (!f)
+				return 0;
+			f->established_boot = bpf_ktime_get_boot_ns();
+			f->cookie = bpf_get_socket_cookie((void *)sk);
+			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags, oldstate, false);
+		} else if (oldstate == TCP_SYN_RECV) {
+			/* Inbound, in softirq: reported when a task accepts it. */
+			struct tcp_flow nf = {};
+			nf.established_boot = bpf_ktime_get_boot_ns();
+			nf.cookie = bpf_get_socket_cookie((void *)sk);
+			nf.flags = NET_INBOUND | NET_NO_PROCESS;
+			bpf_map_update_elem(&tcp_flows, &key, &nf, BPF_ANY);
+		}
+		return 0;
+	case TCP_CLOSE:
+		f = bpf_map_lookup_elem(&tcp_flows, &key);
+		if (!f)
+			return 0;
+		if (!f->established_boot)
+			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags | NET_CONNECT_FAILED, oldstate, false);
+		else
+			emit_tcp(EVENT_TCP_CLOSE, sk, f, f->flags, oldstate, true);
+		bpf_map_delete_elem(&tcp_flows, &key);
+		return 0;
+	}
+	return 0;
+}
+
+/* on_accept attributes the connection behind the descriptor accept() returned. */
+static __always_inline int on_accept(long fd)
+{
+	if (fd < 0)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u64 key = (__u64)sk;
+	struct tcp_flow *f = bpf_map_lookup_elem(&tcp_flows, &key);
+	if (!f || !(f->flags & NET_NO_PROCESS))
+		return 0;
+	fill_process(&f->proc, task);
+	f->flags &= ~NET_NO_PROCESS;
+	emit_tcp(EVENT_TCP_ACCEPT, sk, f, f->flags, 0, false);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int handle_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int handle_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accept(ctx->ret);
+}
+
+/* current_process fills info from the current task; false outside any process. */
+static __always_inline bool current_process(struct process_info *info)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (!task || BPF_CORE_READ(task, tgid) == 0) {
+		__builtin_memset(info, 0, sizeof(*info));
+		return false;
+	}
+	fill_process(info, task);
+	return true;
+}
+
+/* udp_flow_new reports whether (current process, key) was not seen yet, and marks it seen. */
+static __always_inline bool udp_flow_new(struct udp_flow_key *k)
+{
+	k->pid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_map_lookup_elem(&udp_flows, k))
+		return false;
+	__u8 one = 1;
+	bpf_map_update_elem(&udp_flows, k, &one, BPF_ANY);
+	return true;
+}
+
+/* emit_udp reports a new UDP flow of the current task. */
+static __always_inline void emit_udp(struct net_tuple *t, __u32 flags)
+{
+	struct udp_event *ev = bpf_ringbuf_reserve(&net_events, sizeof(*ev), 0);
+	if (!ev) {
+		count_lost(FAMILY_NETWORK);
+		return;
+	}
+	fill_header(&ev->hdr, EVENT_UDP_FLOW);
+	if (!current_process(&ev->proc))
+		flags |= NET_NO_PROCESS;
+	ev->tuple = *t;
+	ev->flags = flags;
+	ev->pad = 0;
+	submit_record(&net_events, ev);
+}
+
+/* emit_dns copies the UDP payload at off of a port-53 datagram. */
+static __always_inline void emit_dns(struct __sk_buff *skb, struct net_tuple *t, __u32 off,
+				     bool egress)
+{
+	if (off >= skb->len)
+		return;
+	__u32 len = skb->len - off;
+	__u32 flags = egress ? NET_OUTBOUND : NET_INBOUND;
+	if (len > DNS_PAYLOAD_MAX) {
+		len = DNS_PAYLOAD_MAX;
+		flags |= NET_DNS_TRUNCATED;
+	}
+	struct dns_event *ev = bpf_ringbuf_reserve(&net_events, sizeof(*ev), 0);
+	if (!ev) {
+		count_lost(FAMILY_NETWORK);
+		return;
+	}
+	fill_header(&ev->hdr, EVENT_DNS);
+	/* Inbound packets arrive in softirq: whatever task is current is not the receiver. */
+	if (!egress || !current_process(&ev->proc)) {
+		__builtin_memset(&ev->proc, 0, sizeof(ev->proc));
+		flags |= NET_NO_PROCESS;
+	}
+	ev->tuple = *t;
+	/* len is in [1, DNS_PAYLOAD_MAX]: say so in a way the verifier tracks. */
+	__u64 n = len;
+	asm volatile("%[n] += -1; %[n] &= %[mask]; %[n] += 1"
+		     : [n] "+r"(n)
+		     : [mask] "i"(DNS_PAYLOAD_MAX - 1));
+	if (bpf_skb_load_bytes(skb, off, ev->payload, n) < 0)
+		n = 0;
+	ev->payload_len = n;
+	ev->flags = flags;
+	submit_record(&net_events, ev);
+}
+
+/*
+ * handle_skb looks at one packet of a socket in the cgroup: everything but UDP
+ * leaves after a few loads. Sent datagrams open UDP flows; port 53 is DNS.
+ */
+static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct net_tuple t;
+	__u32 l4;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		__u8 *ip = data;
+		if ((void *)(ip + 20) > data_end)
+			return 1;
+		if (ip[9] != IPPROTO_UDP)
+			return 1;
+		/* Only the first fragment carries the UDP header. */
+		if (((ip[6] << 8) | ip[7]) & 0x1fff)
+			return 1;
+		l4 = (ip[0] & 0xf) * 4;
+		__builtin_memset(&t, 0, sizeof(t));
+		t.family = AF_INET;
+		__builtin_memcpy(egress ? t.laddr : t.raddr, ip + 12, 4);
+		__builtin_memcpy(egress ? t.raddr : t.laddr, ip + 16, 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 *ip6 = data;
+		if ((void *)(ip6 + 40) > data_end)
+			return 1;
+		/* Datagrams behind extension headers are not followed. */
+		if (ip6[6] != IPPROTO_UDP)
+			return 1;
+		l4 = 40;
+		__builtin_memset(&t, 0, sizeof(t));
+		t.family = AF_INET6;
+		__builtin_memcpy(egress ? t.laddr : t.raddr, ip6 + 8, 16);
+		__builtin_memcpy(egress ? t.raddr : t.laddr, ip6 + 24, 16);
+	} else {
+		return 1;
+	}
+
+	__be16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+		return 1;
+	t.proto = IPPROTO_UDP;
+	t.lport = bpf_ntohs(egress ? ports[0] : ports[1]);
+	t.rport = bpf_ntohs(egress ? ports[1] : ports[0]);
+
+	if (egress && want_udp_flows) {
+		struct udp_flow_key k = {};
+		k.family = t.family;
+		k.lport = t.lport;
+		k.rport = t.rport;
+		__builtin_memcpy(k.raddr, t.raddr, 16);
+		if (udp_flow_new(&k))
+			emit_udp(&t, NET_OUTBOUND);
+	}
+	if (want_dns && (t.lport == DNS_PORT || t.rport == DNS_PORT))
+		emit_dns(skb, &t, l4 + 8, egress);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int handle_egress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, true);
+}
+
+SEC("cgroup_skb/ingress")
+int handle_ingress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, false);
+}
+
+/*
+ * handle_recvmsg sees a datagram a task receives with its source address
+ * (recvfrom, recvmsg with a name): the inbound side of UDP flows.
+ */
+static __always_inline int handle_recvmsg(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk || ctx->protocol != IPPROTO_UDP)
+		return 1;
+	struct net_tuple t = {};
+	t.proto = IPPROTO_UDP;
+	t.lport = sk->src_port;
+	t.rport = bpf_ntohs(ctx->user_port);
+	if (!v6) {
+		t.family = AF_INET;
+		*(__u32 *)t.raddr = ctx->user_ip4;
+		*(__u32 *)t.laddr = sk->src_ip4;
+	} else {
+		__u32 r[4], l[4];
+		r[0] = ctx->user_ip6[0];
+		r[1] = ctx->user_ip6[1];
+		r[2] = ctx->user_ip6[2];
+		r[3] = ctx->user_ip6[3];
+		l[0] = sk->src_ip6[0];
+		l[1] = sk->src_ip6[1];
+		l[2] = sk->src_ip6[2];
+		l[3] = sk->src_ip6[3];
+		/* A v4-mapped peer is an IPv4 flow, as the egress program sees it. */
+		if (r[0] == 0 && r[1] == 0 && r[2] == bpf_htonl(0xffff)) {
+			t.family = AF_INET;
+			*(__u32 *)t.raddr = r[3];
+			if (l[0] == 0 && l[1] == 0 && l[2] == bpf_htonl(0xffff))
+				*(__u32 *)t.laddr = l[3];
+		} else {
+			t.family = AF_INET6;
+			__builtin_memcpy(t.raddr, r, 16);
+			__builtin_memcpy(t.laddr, l, 16);
+		}
+	}
+	struct udp_flow_key k = {};
+	k.family = t.family;
+	k.lport = t.lport;
+	k.rport = t.rport;
+	__builtin_memcpy(k.raddr, t.raddr, 16);
+	if (udp_flow_new(&k))
+		emit_udp(&t, NET_INBOUND);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int handle_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return handle_recvmsg(ctx, false);
+}
+
+SEC("cgroup/recvmsg6")
+int handle_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return handle_recvmsg(ctx, true);
+}
