@@ -70,6 +70,20 @@ struct {
 	__type(value, struct pam_call);
 } pam_calls SEC(".maps");
 
+/*
+ * PAM services the agent does not want to hear about (e.g. "cron"), by
+ * name, zero-padded to LOGIN_SERVICE_LEN. Looked up only when the agent put
+ * something in it (has_ignored_services).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[LOGIN_SERVICE_LEN]);
+	__type(value, __u8);
+} ignored_services SEC(".maps");
+
+volatile const __u8 has_ignored_services = 0;
+
 /* Force bpf2go to emit Go types for the records. */
 const struct login_event *unused_login_event __attribute__((unused));
 const enum event_family *unused_event_family __attribute__((unused));
@@ -152,6 +166,15 @@ static __always_inline void exit_pam(struct pt_regs *ctx, __u32 type)
 		goto out;
 	}
 	read_item(ev->service, sizeof(ev->service), pamh, layout.service, &ev->flags);
+	if (has_ignored_services) {
+		/* The key is the whole zero-padded field: clear what follows the name. */
+		char key[LOGIN_SERVICE_LEN] = {};
+		bpf_probe_read_kernel_str(key, sizeof(key), ev->service);
+		if (bpf_map_lookup_elem(&ignored_services, key)) {
+			bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+			return;
+		}
+	}
 	read_item(ev->user, sizeof(ev->user), pamh, layout.user, &ev->flags);
 	read_item(ev->ruser, sizeof(ev->ruser), pamh, layout.ruser, &ev->flags);
 	read_item(ev->rhost, sizeof(ev->rhost), pamh, layout.rhost, &ev->flags);

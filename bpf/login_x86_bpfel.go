@@ -103,6 +103,7 @@ type LoginProcessInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	LoginMapIgnoredServices       = "ignored_services"
 	LoginMapLoginEvents           = "login_events"
 	LoginMapLostEvents            = "lost_events"
 	LoginMapPamCalls              = "pam_calls"
@@ -115,6 +116,7 @@ const (
 	LoginProgExitPamAuthenticate  = "exit_pam_authenticate"
 	LoginProgExitPamCloseSession  = "exit_pam_close_session"
 	LoginProgExitPamOpenSession   = "exit_pam_open_session"
+	LoginVarHasIgnoredServices    = "has_ignored_services"
 	LoginVarLayout                = "layout"
 	LoginVarUnusedEventFamily     = "unused_event_family"
 	LoginVarUnusedLoginEvent      = "unused_login_event"
@@ -179,16 +181,18 @@ type LoginProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LoginMapSpecs struct {
-	LoginEvents    *ebpf.MapSpec `ebpf:"login_events"`
-	LostEvents     *ebpf.MapSpec `ebpf:"lost_events"`
-	PamCalls       *ebpf.MapSpec `ebpf:"pam_calls"`
-	PathScratchMap *ebpf.MapSpec `ebpf:"path_scratch_map"`
+	IgnoredServices *ebpf.MapSpec `ebpf:"ignored_services"`
+	LoginEvents     *ebpf.MapSpec `ebpf:"login_events"`
+	LostEvents      *ebpf.MapSpec `ebpf:"lost_events"`
+	PamCalls        *ebpf.MapSpec `ebpf:"pam_calls"`
+	PathScratchMap  *ebpf.MapSpec `ebpf:"path_scratch_map"`
 }
 
 // LoginVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LoginVariableSpecs struct {
+	HasIgnoredServices   *ebpf.VariableSpec `ebpf:"has_ignored_services"`
 	Layout               *ebpf.VariableSpec `ebpf:"layout"`
 	UnusedEventFamily    *ebpf.VariableSpec `ebpf:"unused_event_family"`
 	UnusedLoginEvent     *ebpf.VariableSpec `ebpf:"unused_login_event"`
@@ -217,14 +221,16 @@ func (o *LoginObjects) Close() error {
 //
 // It can be passed to LoadLoginObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LoginMaps struct {
-	LoginEvents    *ebpf.Map `ebpf:"login_events"`
-	LostEvents     *ebpf.Map `ebpf:"lost_events"`
-	PamCalls       *ebpf.Map `ebpf:"pam_calls"`
-	PathScratchMap *ebpf.Map `ebpf:"path_scratch_map"`
+	IgnoredServices *ebpf.Map `ebpf:"ignored_services"`
+	LoginEvents     *ebpf.Map `ebpf:"login_events"`
+	LostEvents      *ebpf.Map `ebpf:"lost_events"`
+	PamCalls        *ebpf.Map `ebpf:"pam_calls"`
+	PathScratchMap  *ebpf.Map `ebpf:"path_scratch_map"`
 }
 
 func (m *LoginMaps) Close() error {
 	return _LoginClose(
+		m.IgnoredServices,
 		m.LoginEvents,
 		m.LostEvents,
 		m.PamCalls,
@@ -236,6 +242,7 @@ func (m *LoginMaps) Close() error {
 //
 // It can be passed to LoadLoginObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LoginVariables struct {
+	HasIgnoredServices   *ebpf.Variable `ebpf:"has_ignored_services"`
 	Layout               *ebpf.Variable `ebpf:"layout"`
 	UnusedEventFamily    *ebpf.Variable `ebpf:"unused_event_family"`
 	UnusedLoginEvent     *ebpf.Variable `ebpf:"unused_login_event"`

@@ -74,7 +74,15 @@ type Options struct {
 	Ops []event.LoginOp
 	// Layout overrides LinuxPAM64, for a libpam built differently.
 	Layout *Layout
+	// IgnoreServices are PAM service names whose calls the kernel drops
+	// before they reach the ring buffer, e.g. "cron" for scheduled jobs.
+	// Each must be shorter than MaxServiceLen.
+	IgnoreServices []string
 }
+
+// MaxServiceLen bounds the service names IgnoreServices takes, terminating
+// NUL included.
+const MaxServiceLen = 64
 
 // symbols maps each PAM call to its libpam function.
 var symbols = map[event.LoginOp]string{
@@ -111,6 +119,11 @@ func Load(opts Options) (*Sensor, error) {
 	for _, op := range ops {
 		if _, ok := symbols[op]; !ok {
 			return nil, fmt.Errorf("login: unknown PAM call %v", op)
+		}
+	}
+	for _, svc := range opts.IgnoreServices {
+		if svc == "" || len(svc) >= MaxServiceLen {
+			return nil, fmt.Errorf("login: ignored service %q: want 1 to %d bytes", svc, MaxServiceLen-1)
 		}
 	}
 	layout := LinuxPAM64
@@ -154,9 +167,23 @@ func Load(opts Options) (*Sensor, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("login: set handle layout: %w", err)
 	}
+	if len(opts.IgnoreServices) > 0 {
+		if err := spec.Variables[bpf.LoginVarHasIgnoredServices].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("login: enable the service filter: %w", err)
+		}
+	}
 	s := &Sensor{libPAM: libPAM, dec: Decoder{BootTime: opts.BootTime}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, sensor.LoadError("login", err)
+	}
+	// Fill the service filter before any probe is attached.
+	for _, svc := range opts.IgnoreServices {
+		var key [MaxServiceLen]byte
+		copy(key[:], svc)
+		if err := s.objs.IgnoredServices.Put(key, uint8(1)); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("login: ignore service %q: %w", svc, err)
+		}
 	}
 
 	// Where to probe each function so that the kernel need not single-step.

@@ -201,3 +201,42 @@ func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
 		t.Errorf("%d events from sudo, want only pam_authenticate", len(evs))
 	}
 }
+
+// TestIgnoredServicesAreDroppedInKernel ignores sudo: root's sudo (account
+// check and session, no authentication) reports nothing, while runuser,
+// another PAM service, still does.
+func TestIgnoredServicesAreDroppedInKernel(t *testing.T) {
+	requireTool(t, "/usr/bin/sudo", "sudo")
+	requireTool(t, "/usr/sbin/runuser", "util-linux")
+	s, c := startSensor(t, Options{IgnoreServices: []string{"sudo", "cron"}})
+
+	sudo := exec.Command("/usr/bin/sudo", "-u", "nobody", "/bin/true")
+	if out, err := sudo.CombinedOutput(); err != nil {
+		t.Fatalf("sudo: %v\n%s", err, out)
+	}
+	runuser := exec.Command("/usr/sbin/runuser", "-u", "nobody", "--", "/bin/true")
+	if out, err := runuser.CombinedOutput(); err != nil {
+		t.Fatalf("runuser: %v\n%s", err, out)
+	}
+	// runuser neither authenticates nor checks the account: it only runs a session.
+	pid := uint32(runuser.Process.Pid)
+	evs := c.waitN(t, "runuser", 2, func(ev *event.Login) bool { return ev.Process.PID == pid })
+	if len(evs) != 2 {
+		t.Errorf("%d runuser events, want 2", len(evs))
+	}
+	for i, op := range []event.LoginOp{event.LoginOpenSession, event.LoginCloseSession} {
+		if i >= len(evs) || evs[i].Op != op || evs[i].Result != event.PAMSuccess {
+			t.Fatalf("runuser event %d: %+v, want %s PAM_SUCCESS", i, evs[i], op)
+		}
+		checkItems(t, evs[i], "runuser", "nobody", "root", "", "")
+	}
+	if n := len(c.waitN(t, "sudo", 0, func(ev *event.Login) bool { return ev.Process.PID == uint32(sudo.Process.Pid) })); n != 0 {
+		t.Errorf("%d events from the ignored sudo, want 0", n)
+	}
+	if lost, err := s.Lost(); err != nil || lost != 0 {
+		t.Errorf("lost = %d, %v; want 0", lost, err)
+	}
+	if _, err := Load(Options{IgnoreServices: []string{strings.Repeat("x", MaxServiceLen)}}); err == nil {
+		t.Error("Load accepted a service name longer than MaxServiceLen-1")
+	}
+}
