@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -87,12 +89,31 @@ func row(inc *vigilv1.Incident) []string {
 	}
 }
 
-// dash stands in for an empty cell.
+// dash stands in for an empty cell and makes the text safe for a
+// terminal (see Printable).
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return Printable(s)
+}
+
+// Printable returns s with control characters and invalid UTF-8 escaped Go
+// style (\x1b, \n, ...), so that text an attacker chose, such as a file
+// name, cannot move the cursor, retitle the terminal or break a table row.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 // Time formats a timestamp in UTC, or "-" when it is unset.
@@ -167,7 +188,7 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 	if d := inc.GetDescription(); d != "" {
 		b.WriteString("\n")
 		for line := range strings.Lines(d) {
-			b.WriteString("  " + strings.TrimRight(line, "\n") + "\n")
+			b.WriteString("  " + Printable(strings.TrimRight(line, "\n")) + "\n")
 		}
 	}
 	b.WriteString("\nProcess tree\n")

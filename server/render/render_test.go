@@ -2,6 +2,7 @@ package render_test
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +159,32 @@ func TestJSONLine(t *testing.T) {
 	}
 	if !bytes.Contains(line, []byte(`"id":`)) && !bytes.Contains(line, []byte(`"id": `)) {
 		t.Errorf("no id field in %s", line)
+	}
+}
+
+func TestTerminalControlCharactersAreEscaped(t *testing.T) {
+	inc := storetest.NewIncident("h", "exec-from-tmp", vigilv1.Severity_SEVERITY_MEDIUM)
+	inc.Process.Exe = "/tmp/vt/\x1b]0;PWNED\a\x1b[2J"
+	inc.Title = "two\nlines"
+	inc.Description = "name \x1b[31mred\x1b[0m\nsecond line"
+	var table strings.Builder
+	if err := render.Table(&table, []*vigilv1.Incident{inc}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(table.String(), "\x1b\a") || strings.Count(table.String(), "\n") != 2 {
+		t.Errorf("table lets control characters through:\n%q", table.String())
+	}
+	if !strings.Contains(table.String(), `/tmp/vt/\x1b]0;PWNED\a\x1b[2J`) || !strings.Contains(table.String(), `two\nlines`) {
+		t.Errorf("table does not show the escaped text:\n%s", table.String())
+	}
+	var show strings.Builder
+	if err := render.Show(&show, inc); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(show.String(), "\x1b\a") || !strings.Contains(show.String(), `  name \x1b[31mred\x1b[0m`+"\n  second line\n") {
+		t.Errorf("show lets control characters through:\n%q", show.String())
+	}
+	if got := render.Printable("plain /usr/bin/ünïcode"); got != "plain /usr/bin/ünïcode" {
+		t.Errorf("printable text changed: %q", got)
 	}
 }
