@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-sensor/vigil/agent/config"
@@ -67,6 +69,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockStateDir(cfg.Agent.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	hostname, _ := os.Hostname()
 	bootTime, err := hostinfo.BootTime()
 	if err != nil {
@@ -107,6 +114,14 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            log,
+		OutboxDir:         filepath.Join(cfg.Agent.StateDir, "outbox"),
+	}
+	restored, err := client.Restore()
+	if err != nil {
+		log.Error("outbox", "error", err)
+	}
+	if restored > 0 {
+		log.Info("incidents from an earlier run queued for the server", "count", restored)
 	}
 	client.Heartbeat = func() *vigilv1.Heartbeat {
 		return &vigilv1.Heartbeat{
@@ -167,8 +182,11 @@ loop:
 	}
 	cancel()
 	<-clientDone
-	log.Info("vigil-agent stopped", "events", st.events.Load(), "lost", lostPerFamily(sensors), "incidents", st.incidents.Load(),
-		"unsent_incidents", client.Stats().Pending)
+	log.Info("vigil-agent stopped", "events", st.events.Load(), "lost", lostPerFamily(sensors), "incidents", st.incidents.Load())
+	if n := client.Stats().Pending; n > 0 {
+		log.Warn("incidents not yet acknowledged by the server stay in the outbox and are sent at the next start",
+			"count", n, "outbox", client.OutboxDir)
+	}
 	return runErr
 }
 
@@ -243,6 +261,27 @@ func (p *pipeline) handle(ev any) {
 			}
 		}
 	}
+}
+
+// lockStateDir makes sure one agent at a time uses a state directory (and
+// so, normally, the host): a second one would report everything twice.
+func lockStateDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	p := filepath.Join(dir, "agent.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(p)
+		f.Close()
+		return nil, fmt.Errorf("another vigil-agent (pid %s) is running with state dir %s", strings.TrimSpace(string(owner)), dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }
 
 // residentBytes returns the agent's resident memory from /proc/self/statm.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -40,6 +41,10 @@ type Client struct {
 	MaxPending int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// OutboxDir, when set, keeps every unacknowledged incident on disk, one
+	// file per incident, so that nothing is lost when the agent restarts
+	// before the server has acknowledged it; Restore reads it back.
+	OutboxDir string
 
 	mu        sync.Mutex
 	nextSeq   uint64
@@ -57,7 +62,8 @@ func (c *Client) init() {
 	}
 }
 
-// Send queues an incident. It is kept until the server acknowledges it.
+// Send queues an incident. It is kept (on disk too, with OutboxDir) until
+// the server acknowledges it.
 func (c *Client) Send(inc *vigilv1.Incident) error {
 	c.mu.Lock()
 	c.init()
@@ -69,14 +75,25 @@ func (c *Client) Send(inc *vigilv1.Incident) error {
 		c.mu.Unlock()
 		return ErrQueueFull
 	}
-	c.nextSeq++
-	c.pending[c.nextSeq] = &vigilv1.IncidentReport{Sequence: c.nextSeq, Incident: inc}
+	if c.OutboxDir != "" {
+		if err := c.saveToOutbox(inc); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
+	c.enqueueLocked(inc)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// enqueueLocked gives inc the next sequence number and queues it.
+func (c *Client) enqueueLocked(inc *vigilv1.Incident) {
+	c.nextSeq++
+	c.pending[c.nextSeq] = &vigilv1.IncidentReport{Sequence: c.nextSeq, Incident: inc}
 }
 
 // Stats reports the client's state.
@@ -191,25 +208,34 @@ func (c *Client) receiveAcks(stream grpc.BidiStreamingClient[vigilv1.AgentMessag
 		if err != nil {
 			return fmt.Errorf("receive: %w", err)
 		}
-		if ack := msg.GetAck(); ack != nil {
+		if ack := msg.GetAck(); ack != nil && c.settle(ack.Sequence) {
 			c.mu.Lock()
-			if _, ok := c.pending[ack.Sequence]; ok {
-				delete(c.pending, ack.Sequence)
-				c.acked++
-			}
+			c.acked++
 			c.mu.Unlock()
 		}
-		if rej := msg.GetReject(); rej != nil {
+		if rej := msg.GetReject(); rej != nil && c.settle(rej.Sequence) {
 			// Resending would be refused again: drop it, loudly.
 			c.mu.Lock()
-			if _, ok := c.pending[rej.Sequence]; ok {
-				delete(c.pending, rej.Sequence)
-				c.rejected++
-			}
+			c.rejected++
 			c.mu.Unlock()
 			c.logger().Error("server rejected incident", "incident_id", rej.IncidentId, "reason", rej.Reason)
 		}
 	}
+}
+
+// settle forgets a report the server has answered, in memory and on disk,
+// and reports whether it was pending.
+func (c *Client) settle(seq uint64) bool {
+	c.mu.Lock()
+	rep, ok := c.pending[seq]
+	delete(c.pending, seq)
+	c.mu.Unlock()
+	if ok && c.OutboxDir != "" {
+		if err := os.Remove(c.outboxPath(rep.Incident.GetId())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.logger().Error("remove acknowledged incident from outbox", "error", err)
+		}
+	}
+	return ok
 }
 
 // unsentAfter returns the pending reports with a sequence above seq, in order.

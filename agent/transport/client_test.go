@@ -3,7 +3,9 @@ package transport
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +159,54 @@ func TestRejectedIncidentIsDroppedNotResent(t *testing.T) {
 	}
 	if got := storedIDs(t, srv); len(got) != 1 || got[0] != good.Id {
 		t.Fatalf("stored %v, want only %s", got, good.Id)
+	}
+}
+
+// TestOutboxSurvivesAgentRestart queues incidents while the server is down,
+// stops the client (the agent exits), starts a new one on the same outbox
+// and checks that it delivers them once the server is up, in order, and
+// empties the outbox.
+func TestOutboxSurvivesAgentRestart(t *testing.T) {
+	addr, outbox := freeAddr(t), filepath.Join(t.TempDir(), "outbox")
+	hello := &vigilv1.Hello{HostId: "host-a"}
+
+	first := &Client{Addr: addr, Hello: hello, OutboxDir: outbox}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	var sent []string
+	for range 5 {
+		inc := storetest.NewIncident("host-a", "exec-from-tmp", vigilv1.Severity_SEVERITY_MEDIUM)
+		if err := first.Send(inc); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, inc.Id)
+	}
+	cancel()
+	<-done
+
+	// A broken file beside them is set aside, not fatal.
+	if err := os.WriteFile(filepath.Join(outbox, "garbage.pb"), []byte("not a protobuf \xff\xff"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	second := &Client{Addr: addr, Hello: hello, OutboxDir: outbox}
+	n, err := second.Restore()
+	if n != 5 || err == nil || !strings.Contains(err.Error(), "garbage.pb set aside as garbage.pb.bad") {
+		t.Fatalf("Restore = %d, %v; want 5 and an error naming garbage.pb", n, err)
+	}
+	srv := startServer(t, addr, filepath.Join(t.TempDir(), "server.db"))
+	defer stopServer(t, srv)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = second.Run(ctx) }()
+	waitUntil(t, "the restored incidents to be acknowledged", func() bool { return second.Stats().Pending == 0 })
+
+	if got := storedIDs(t, srv); strings.Join(got, ",") != strings.Join(sent, ",") {
+		t.Fatalf("stored %v, want %v", got, sent)
+	}
+	left, _ := filepath.Glob(filepath.Join(outbox, "*.pb"))
+	if len(left) != 0 {
+		t.Errorf("outbox still holds %v after every ack", left)
 	}
 }
