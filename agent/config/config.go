@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ type Config struct {
 	LogLevel string `yaml:"log_level"`
 	// Sensors configures each event family.
 	Sensors Sensors `yaml:"sensors"`
-	// Allow lists what the sensors ignore, in the kernel.
+	// Allow lists processes the agent trusts.
 	Allow Allow `yaml:"allow"`
 }
 
@@ -66,13 +67,14 @@ type FileFamily struct {
 	Events []string `yaml:"events"`
 }
 
-// Allow lists what the sensors ignore.
+// Allow lists processes the agent trusts: no rule raises an incident on
+// them, and the file family drops their events in the kernel.
 type Allow struct {
-	// PIDs are processes whose events are dropped.
+	// PIDs are trusted process ids.
 	PIDs []uint32 `yaml:"pids"`
-	// Cgroups are cgroup v2 directories (absolute paths) whose processes' events are dropped.
+	// Cgroups are trusted cgroup v2 directories (absolute paths).
 	Cgroups []string `yaml:"cgroups"`
-	// Exes are executables (absolute paths) whose processes' events are dropped.
+	// Exes are trusted executables (absolute paths).
 	Exes []string `yaml:"exes"`
 }
 
@@ -84,7 +86,15 @@ type Size uint32
 
 // UnmarshalYAML reads "4096", "64KiB", "8MiB" or "1GiB".
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
-	text := strings.TrimSpace(n.Value)
+	if err := s.Set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
+
+// Set reads "4096", "64KiB", "8MiB" or "1GiB", as a command-line flag.
+func (s *Size) Set(value string) error {
+	text := strings.TrimSpace(value)
 	mult := uint64(1)
 	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 		if strings.HasSuffix(text, suffix) {
@@ -93,11 +103,14 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := strconv.ParseUint(text, 10, 64)
 	if err != nil || v*mult > 1<<30 {
-		return fmt.Errorf("line %d: %q is not a size (bytes, or a number with KiB, MiB or GiB, at most 1GiB)", n.Line, n.Value)
+		return fmt.Errorf("%q is not a size (bytes, or a number with KiB, MiB or GiB, at most 1GiB)", value)
 	}
 	*s = Size(v * mult)
 	return nil
 }
+
+// String prints the size in bytes.
+func (s *Size) String() string { return strconv.FormatUint(uint64(*s), 10) }
 
 // Default returns the configuration used when there is no file.
 func Default() *Config {
@@ -142,7 +155,7 @@ func Parse(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse: %s", friendly(err))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -223,4 +236,30 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q is not 1-65535", addr[i+1:])
 	}
 	return addr[:i], port, nil
+}
+
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+	wrongType    = regexp.MustCompile("cannot unmarshal !!\\w+ `([^`]*)` into (\\S+)")
+)
+
+// goTypes says in words what a Go type of this package accepts.
+var goTypes = map[string]string{
+	"uint32": "a whole number", "bool": "true or false", "string": "text",
+	"[]string": "a list of text", "[]uint32": "a list of whole numbers",
+}
+
+// friendly rewrites the YAML decoder's messages in terms of the file, not
+// of Go types: "unknown key", "want a whole number".
+func friendly(err error) string {
+	msg := unknownField.ReplaceAllString(err.Error(), `unknown key "$1"`)
+	msg = wrongType.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := wrongType.FindStringSubmatch(m)
+		want, ok := goTypes[sub[2]]
+		if !ok {
+			want = "a mapping of keys"
+		}
+		return fmt.Sprintf("%q is not valid here: want %s", sub[1], want)
+	})
+	return strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
 }

@@ -49,7 +49,9 @@ allow:
 
 func TestParseErrorsNameTheField(t *testing.T) {
 	tests := []struct{ yaml, want string }{
-		{"servr: x:1", "line 1: field servr not found"},
+		{"servr: x:1", `parse: line 1: unknown key "servr"`},
+		{"sensors: {file: {enabled: maybe}}", `line 1: "maybe" is not valid here: want true or false`},
+		{"sensors: nope", `line 1: "nope" is not valid here: want a mapping of keys`},
 		{"server: nowhere", `server: "nowhere": missing port`},
 		{"server: h:99999", `server: "h:99999": port "99999" is not 1-65535`},
 		{"log_level: loud", `log_level: "loud": want debug, info, warn or error`},
@@ -61,7 +63,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"sensors: {file: {watch: [/etc/]}}", `sensors.file.watch[0]: "/etc/" is not clean; write "/etc"`},
 		{"sensors: {file: {events: [open, teleport]}}", `sensors.file.events[1]: unknown event "teleport"`},
 		{"allow: {exes: [bash]}", `allow.exes[0]: "bash" is not an absolute path`},
-		{"allow: {pids: [-1]}", "line 1: cannot unmarshal"},
+		{"allow: {pids: [-1]}", `line 1: "-1" is not valid here: want a whole number`},
 		{"state_dir: relative", `state_dir: "relative" is not an absolute path`},
 	}
 	for _, tt := range tests {

@@ -132,10 +132,16 @@ func Run(ctx context.Context, cfg Config) error {
 			PendingIncidents: uint64(client.Stats().Pending),
 		}
 	}
+	engine := detect.NewEngine(detect.Builtin(), detect.ProcProbe{Root: "/proc"})
+	allow, err := allowList(cfg.Agent.Allow)
+	if err != nil {
+		return err
+	}
+	engine.SetAllow(allow)
 	p := &pipeline{
 		log:     log,
 		tree:    tree,
-		engine:  detect.NewEngine(detect.Builtin(), detect.ProcProbe{Root: "/proc"}),
+		engine:  engine,
 		builder: &incident.Builder{HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name},
 		send:    client.Send,
 		stats:   st,
@@ -261,6 +267,20 @@ func (p *pipeline) handle(ev any) {
 			}
 		}
 	}
+}
+
+// allowList turns the configured allow-list into the engine's, resolving
+// cgroup directories to their ids.
+func allowList(a config.Allow) (detect.Allow, error) {
+	out := detect.Allow{PIDs: a.PIDs, Exes: a.Exes}
+	for _, dir := range a.Cgroups {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return out, fmt.Errorf("allow.cgroups: %s: %w", dir, err)
+		}
+		out.CgroupIDs = append(out.CgroupIDs, st.Ino)
+	}
+	return out, nil
 }
 
 // lockStateDir makes sure one agent at a time uses a state directory (and

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -23,10 +24,26 @@ type Match struct {
 	Repeats int
 }
 
+// Allow lists processes no rule fires on (the operator's allow-list).
+type Allow struct {
+	// PIDs are allowed process ids.
+	PIDs []uint32
+	// Exes are allowed executables, by absolute path.
+	Exes []string
+	// CgroupIDs are allowed cgroup v2 ids.
+	CgroupIDs []uint64
+}
+
+func (a *Allow) allows(x *event.Exec) bool {
+	return slices.Contains(a.PIDs, x.Process.PID) || slices.Contains(a.Exes, x.Exe) ||
+		slices.Contains(a.CgroupIDs, x.Process.CgroupID)
+}
+
 // Engine evaluates rules on exec events. It is safe for concurrent use.
 type Engine struct {
 	rules []*Rule
 	probe Probe
+	allow Allow
 
 	mu     sync.Mutex
 	recent map[repeatKey]*repeat
@@ -49,12 +66,18 @@ func NewEngine(rules []*Rule, probe Probe) *Engine {
 	return &Engine{rules: rules, probe: probe, recent: make(map[repeatKey]*repeat)}
 }
 
+// SetAllow replaces the allow-list. Call it before Evaluate is in use.
+func (e *Engine) SetAllow(a Allow) { e.allow = a }
+
 // Rules returns the engine's rules.
 func (e *Engine) Rules() []*Rule { return e.rules }
 
 // Evaluate runs every rule on x, whose parent is parent (nil if unknown),
 // and returns the rules that fired.
 func (e *Engine) Evaluate(x *event.Exec, parent *proctree.Entry) []Match {
+	if e.allow.allows(x) {
+		return nil
+	}
 	c := &Context{Exec: x, Parent: parent, Probe: e.probe}
 	var out []Match
 	for _, r := range e.rules {

@@ -171,13 +171,43 @@ func shadowRead(c *Context) (string, bool) {
 	}
 	for _, arg := range argsAfter0(c.Exec) {
 		for _, f := range ShadowFiles {
-			name := path.Base(f)
-			if strings.Contains(arg, f) || (c.Exec.Cwd == "/etc" && (arg == name || strings.HasPrefix(arg, name+"-"))) {
+			if names(arg, f, c.Exec.Cwd) {
 				return tool + " was run on " + f + " (argument " + quote(arg) + ")", true
 			}
 		}
 	}
 	return "", false
+}
+
+// names reports whether a command-line argument names file f (or its
+// backup f-), as a path relative to cwd or absolute, in any spelling
+// (/etc//shadow, /etc/./shadow, ./shadow in /etc), alone or after an
+// option's "=" (dd if=/etc/shadow).
+func names(arg, f, cwd string) bool {
+	for _, candidate := range []string{arg, afterEquals(arg)} {
+		if candidate == "" || strings.HasPrefix(candidate, "-") {
+			continue
+		}
+		p := candidate
+		if !path.IsAbs(p) {
+			if cwd == "" {
+				continue
+			}
+			p = path.Join(cwd, p)
+		}
+		p = path.Clean(p)
+		if p == f || p == f+"-" {
+			return true
+		}
+	}
+	return false
+}
+
+func afterEquals(arg string) string {
+	if _, v, ok := strings.Cut(arg, "="); ok {
+		return v
+	}
+	return ""
 }
 
 // Scanners are network scanning tools.

@@ -41,6 +41,12 @@ func TestBuiltinRules(t *testing.T) {
 		{"cat shadow", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "/etc/shadow"}}, bash, "shadow-file-read", `cat was run on /etc/shadow (argument "/etc/shadow")`},
 		{"dd gshadow", event.Exec{Exe: "/usr/bin/dd", Args: []string{"dd", "if=/etc/gshadow"}}, bash, "shadow-file-read", `dd was run on /etc/gshadow (argument "if=/etc/gshadow")`},
 		{"relative shadow in /etc", event.Exec{Exe: "/usr/bin/head", Args: []string{"head", "shadow-"}, Cwd: "/etc"}, bash, "shadow-file-read", `head was run on /etc/shadow (argument "shadow-")`},
+		{"double slash", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "/etc//shadow"}}, bash, "shadow-file-read", `cat was run on /etc/shadow (argument "/etc//shadow")`},
+		{"dot segment", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "/etc/./shadow"}}, bash, "shadow-file-read", `cat was run on /etc/shadow (argument "/etc/./shadow")`},
+		{"dot-slash in /etc", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "./shadow"}, Cwd: "/etc"}, bash, "shadow-file-read", `cat was run on /etc/shadow (argument "./shadow")`},
+		{"relative from /", event.Exec{Exe: "/usr/bin/less", Args: []string{"less", "etc/gshadow"}, Cwd: "/"}, bash, "shadow-file-read", `less was run on /etc/gshadow (argument "etc/gshadow")`},
+		{"shadow elsewhere", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "shadow"}, Cwd: "/home/u"}, bash, "", ""},
+		{"shadowy name", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "/etc/shadowsocks.json"}}, bash, "", ""},
 		{"cat passwd", event.Exec{Exe: "/usr/bin/cat", Args: []string{"cat", "/etc/passwd"}}, bash, "", ""},
 		{"passwd binary touches shadow", event.Exec{Exe: "/usr/bin/passwd", Args: []string{"passwd", "/etc/shadow"}}, bash, "", ""},
 		{"nmap", event.Exec{Exe: "/usr/bin/nmap", Args: []string{"nmap", "10.0.0.0/24"}}, bash, "network-scanner", "network scanner nmap executed"},
@@ -141,5 +147,22 @@ func TestProcProbeSeesListeningSockets(t *testing.T) {
 	}
 	if probe.Listening(self.PID, self.StartTime) {
 		t.Error("still listening after close")
+	}
+}
+
+func TestAllowListSilencesEveryRule(t *testing.T) {
+	e := NewEngine(Builtin(), nil)
+	e.SetAllow(Allow{PIDs: []uint32{7}, Exes: []string{"/tmp/allowed"}, CgroupIDs: []uint64{99}})
+	for _, x := range []event.Exec{
+		{Exe: "/tmp/allowed"},
+		{Exe: "/tmp/other", Process: event.Process{PID: 7}},
+		{Exe: "/tmp/other", Process: event.Process{PID: 8, CgroupID: 99}},
+	} {
+		if got := e.Evaluate(&x, nil); len(got) != 0 {
+			t.Errorf("%+v: allow-listed, but %s fired", x, got[0].Rule.ID)
+		}
+	}
+	if got := e.Evaluate(&event.Exec{Exe: "/tmp/other", Process: event.Process{PID: 8, CgroupID: 98}}, nil); len(got) != 1 {
+		t.Errorf("a process on no list raised %d incidents, want 1", len(got))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,6 +49,7 @@ func main() {
 
 func run() int {
 	fs := flag.NewFlagSet("vigil-agent", flag.ContinueOnError)
+	fs.SetOutput(os.Stdout) // --help is asked for: it goes to stdout
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -55,15 +57,17 @@ func run() int {
 	def := config.Default()
 	configPath := fs.String("config", config.DefaultPath, "configuration `file` (YAML); optional unless given")
 	server := fs.String("server", def.Server, "gRPC `address` of the Vigil server (env VIGIL_SERVER)")
-	ringSize := fs.Uint("ring-size", uint(def.Sensors.Process.RingSize), "process ring buffer size in `bytes` (a power of two, at least one page)")
+	ringSize := def.Sensors.Process.RingSize
+	fs.Var(&ringSize, "ring-size", "process ring buffer `size`: bytes, or with KiB/MiB (a power of two, at least one page)")
 	stateDir := fs.String("state-dir", def.StateDir, "`directory` for the agent's state")
 	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn or error")
 	check := fs.Bool("check", false, "load every sensor once, print which hooks attached and which are unavailable, and exit")
 	version := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	if err := parseFlags(fs, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(os.Stderr, "vigil-agent: %v (see vigil-agent --help)\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -94,7 +98,7 @@ func run() int {
 		cfg.Server = *server
 	}
 	if set["ring-size"] {
-		cfg.Sensors.Process.RingSize = config.Size(*ringSize)
+		cfg.Sensors.Process.RingSize = ringSize
 	}
 	if set["state-dir"] {
 		cfg.StateDir = *stateDir
@@ -127,4 +131,19 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// parseFlags parses args; the whole usage text is printed for --help only,
+// not after every mistake.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+	}
+	return err
 }
