@@ -3,17 +3,21 @@
 # Ubuntu 22.04+, skipping whatever is already there. Run as root.
 #
 #   scripts/install-deps.sh         Go toolchain and the tools the tests use
+#   scripts/install-deps.sh --test  also what the tests drive for real:
+#                                   openssh-server, sshpass and sudo (the
+#                                   package's ssh service is not started)
 #   scripts/install-deps.sh --dev   also clang, llvm, libbpf-dev, bpftool and
 #                                   protoc, to regenerate the BPF objects and
 #                                   protobuf code (make generate)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-dev=false
+dev=false test=false
 for arg in "$@"; do
 	case "$arg" in
 	--dev) dev=true ;;
-	-h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--test) test=true ;;
+	-h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option $arg (see --help)" ;;
 	esac
 done
@@ -22,6 +26,7 @@ done
 # Debian packages, installed only when missing.
 packages=(ca-certificates make git iproute2 procps)
 $dev && packages+=(clang llvm libbpf-dev bpftool protobuf-compiler)
+$test && packages+=(openssh-server sshpass sudo)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,7 +34,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	say "installing ${missing[*]}"
 	apt-get update -qq
+	# Keep package scripts from starting services (openssh-server's ssh):
+	# the tests start their own private sshd.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=false
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=true
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	$own_policy && rm -f "$policy"
 fi
 
 # Go: the version go.mod asks for, or newer.

@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$repo_root"
 
 if [ "$(id -u)" = 0 ]; then
-	scripts/install-deps.sh
+	scripts/install-deps.sh --test
 else
 	say "not root: kernel and end-to-end tests will be skipped"
 fi

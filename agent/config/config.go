@@ -43,7 +43,7 @@ type Sensors struct {
 	// File is the file and syscall family.
 	File FileFamily `yaml:"file"`
 	// Login is the PAM login family.
-	Login Family `yaml:"login"`
+	Login LoginFamily `yaml:"login"`
 	// Network is the TCP/UDP/DNS family.
 	Network Family `yaml:"network"`
 }
@@ -67,6 +67,14 @@ type FileFamily struct {
 	Events []string `yaml:"events"`
 }
 
+// LoginFamily configures the login family.
+type LoginFamily struct {
+	Family `yaml:",inline"`
+	// IgnoreServices are PAM services whose calls are dropped in the
+	// kernel, e.g. cron, which opens a session for every job.
+	IgnoreServices []string `yaml:"ignore_services"`
+}
+
 // Allow lists processes the agent trusts: no rule raises an incident on
 // them, and the file family drops their events in the kernel.
 type Allow struct {
@@ -77,6 +85,10 @@ type Allow struct {
 	// Exes are trusted executables (absolute paths).
 	Exes []string `yaml:"exes"`
 }
+
+// maxServiceLen bounds PAM service names, terminating NUL included (the
+// login sensor's MaxServiceLen).
+const maxServiceLen = 64
 
 // FileEvents are the event kinds of the file family.
 var FileEvents = []string{"open", "rename", "unlink", "chmod", "chown", "link", "symlink", "setid", "ptrace", "module", "memfd", "mount", "bpf", "kill"}
@@ -126,7 +138,7 @@ func Default() *Config {
 					"/usr/bin", "/usr/sbin", "/boot", "/var/log"},
 				Events: slices.Clone(FileEvents),
 			},
-			Login:   Family{Enabled: true, RingSize: 256 << 10},
+			Login:   LoginFamily{Family: Family{Enabled: true, RingSize: 256 << 10}, IgnoreServices: []string{"cron"}},
 			Network: Family{Enabled: true, RingSize: 4 << 20},
 		},
 	}
@@ -182,7 +194,7 @@ func (c *Config) Validate() error {
 		return errors.New("sensors.process.enabled: false, but detection needs the process sensor")
 	}
 	for name, f := range map[string]Family{"process": c.Sensors.Process, "file": c.Sensors.File.Family,
-		"login": c.Sensors.Login, "network": c.Sensors.Network} {
+		"login": c.Sensors.Login.Family, "network": c.Sensors.Network} {
 		if f.Enabled && (f.RingSize < Size(os.Getpagesize()) || f.RingSize&(f.RingSize-1) != 0) {
 			return fmt.Errorf("sensors.%s.ring_size: %d is not a power of two of at least %d bytes", name, f.RingSize, os.Getpagesize())
 		}
@@ -195,6 +207,11 @@ func (c *Config) Validate() error {
 	for i, e := range c.Sensors.File.Events {
 		if !slices.Contains(FileEvents, e) {
 			return fmt.Errorf("sensors.file.events[%d]: unknown event %q; known: %s", i, e, strings.Join(FileEvents, ", "))
+		}
+	}
+	for i, svc := range c.Sensors.Login.IgnoreServices {
+		if svc == "" || len(svc) >= maxServiceLen || strings.ContainsAny(svc, "/ \x00") {
+			return fmt.Errorf("sensors.login.ignore_services[%d]: %q is not a PAM service name (at most %d characters, no spaces or slashes)", i, svc, maxServiceLen-1)
 		}
 	}
 	for i, p := range c.Allow.Cgroups {

@@ -247,6 +247,10 @@ func (p *pipeline) handle(ev any) {
 		p.tree.Fork(e)
 	case *event.Exit:
 		p.tree.Exit(e)
+	case *event.Login:
+		// Login detections come with the detection work; for now the log shows them.
+		p.log.Info("login", "op", e.Op.String(), "result", e.Result.String(), "service", e.Service, "user", e.User,
+			"remote_host", e.RemoteHost, "remote_user", e.RemoteUser, "tty", e.TTY, "pid", e.Process.PID)
 	case *event.Exec:
 		entry := p.tree.Exec(e)
 		var parent *proctree.Entry

@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/sensor/login"
 	"github.com/vigil-sensor/vigil/agent/sensor/process"
 )
 
@@ -28,6 +29,10 @@ func families(cfg *config.Config, bootTime time.Time) []family {
 	return []family{
 		{name: "process", required: true, enabled: cfg.Sensors.Process.Enabled, load: func() (sensor.Sensor, error) {
 			return process.Load(process.Options{RingSize: uint32(cfg.Sensors.Process.RingSize), BootTime: bootTime})
+		}},
+		{name: "login", enabled: cfg.Sensors.Login.Enabled, load: func() (sensor.Sensor, error) {
+			return login.Load(login.Options{RingSize: uint32(cfg.Sensors.Login.RingSize), BootTime: bootTime,
+				IgnoreServices: cfg.Sensors.Login.IgnoreServices})
 		}},
 	}
 }
