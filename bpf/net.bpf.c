@@ -41,6 +41,7 @@ struct {
 /* TCP sockets being tracked, by struct sock pointer. The agent sizes it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct tcp_flow);
@@ -84,35 +85,53 @@ static __always_inline void read_tuple(struct net_tuple *t, const struct sock *s
 	}
 }
 
+/* read_tuple_btf is read_tuple for a BTF-typed TCP sock (tp_btf arguments): direct loads. */
+static __always_inline void read_tuple_btf(struct net_tuple *t, const struct tcp_sock *tp)
+{
+	const struct sock_common *skc = &tp->inet_conn.icsk_inet.sk.__sk_common;
+	t->family = skc->skc_family;
+	t->proto = IPPROTO_TCP;
+	t->lport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	t->rport = bpf_ntohs(skc->skc_dport);
+	if (t->family == AF_INET6) {
+		__builtin_memcpy(t->laddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(t->raddr, &skc->skc_v6_daddr, 16);
+	} else {
+		__builtin_memset(t->laddr, 0, sizeof(t->laddr));
+		__builtin_memset(t->raddr, 0, sizeof(t->raddr));
+		*(__u32 *)t->laddr = skc->skc_rcv_saddr;
+		*(__u32 *)t->raddr = skc->skc_daddr;
+	}
+}
+
 /*
  * payload_bytes sets the payload bytes a closing connection sent (and had
  * acknowledged) and received. The kernel's counters also count the sequence
  * numbers of control segments: the SYN of an active open, our FIN once acked,
  * the peer's FIN once received.
  */
-static __always_inline void payload_bytes(struct tcp_event *ev, const struct sock *sk,
+static __always_inline void payload_bytes(struct tcp_event *ev, const struct tcp_sock *tp,
 					  int oldstate, __u32 flags)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
-	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	__u64 acked = tp->bytes_acked;
+	__u64 received = tp->bytes_received;
 	if ((flags & NET_OUTBOUND) && acked > 0)
 		acked--;
 	bool fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 ||
 			oldstate == TCP_CLOSING || oldstate == TCP_LAST_ACK;
-	if (fin_sent && acked > 0 && BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+	if (fin_sent && acked > 0 && tp->snd_una == tp->write_seq)
 		acked--;
 	/* tcp_fin sets SOCK_DONE when the peer's FIN arrives; a reset does not. */
-	unsigned long sk_flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	unsigned long sk_flags = tp->inet_conn.icsk_inet.sk.__sk_common.skc_flags;
 	if ((sk_flags & (1UL << SOCK_DONE)) && received > 0)
 		received--;
 	ev->bytes_acked = acked;
 	ev->bytes_received = received;
 }
 
-/* emit_tcp sends one TCP record about sk with the state kept in f. */
+/* emit_tcp sends one TCP record about sk with the state kept in f; btf: sk is BTF-typed. */
 static __always_inline void emit_tcp(__u32 type, const struct sock *sk, struct tcp_flow *f,
-				     __u32 flags, int oldstate, bool bytes)
+				     __u32 flags, int oldstate, bool btf)
 {
 	struct tcp_event *ev = bpf_ringbuf_reserve(&net_events, sizeof(*ev), 0);
 	if (!ev) {
@@ -124,11 +143,15 @@ static __always_inline void emit_tcp(__u32 type, const struct sock *sk, struct t
 	if (type == EVENT_TCP_CONNECT && f->established_boot)
 		ev->hdr.ktime_boot = f->established_boot;
 	ev->proc = f->proc;
-	read_tuple(&ev->tuple, sk);
+	struct tcp_sock *tp = btf ? bpf_skc_to_tcp_sock((void *)sk) : NULL;
+	if (tp)
+		read_tuple_btf(&ev->tuple, tp);
+	else
+		read_tuple(&ev->tuple, sk);
 	ev->cookie = f->cookie;
 	ev->established_boot = f->established_boot;
-	if (bytes) {
-		payload_bytes(ev, sk, oldstate, flags);
+	if (type == EVENT_TCP_CLOSE && tp) {
+		payload_bytes(ev, tp, oldstate, flags);
 	} else {
 		ev->bytes_acked = 0;
 		ev->bytes_received = 0;
@@ -150,7 +173,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	case TCP_SYN_SENT: {
 		/* connect() in the connecting task: remember who, before the port is even chosen. */
 		struct tcp_flow nf = {};
-		fill_process(&nf.proc, bpf_get_current_task_btf());
+		fill_process_btf(&nf.proc, bpf_get_current_task_btf());
 		nf.flags = NET_OUTBOUND;
 		bpf_map_update_elem(&tcp_flows, &key, &nf, BPF_ANY);
 		return 0;
@@ -163,7 +186,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 				return 0;
 			f->established_boot = bpf_ktime_get_boot_ns();
 			f->cookie = bpf_get_socket_cookie((void *)sk);
-			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags, oldstate, false);
+			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags, oldstate, true);
 		} else if (oldstate == TCP_SYN_RECV) {
 			/* Inbound, in softirq: reported when a task accepts it. */
 			struct tcp_flow nf = {};
@@ -178,7 +201,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		if (!f)
 			return 0;
 		if (!f->established_boot)
-			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags | NET_CONNECT_FAILED, oldstate, false);
+			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags | NET_CONNECT_FAILED, oldstate, true);
 		else
 			emit_tcp(EVENT_TCP_CLOSE, sk, f, f->flags, oldstate, true);
 		bpf_map_delete_elem(&tcp_flows, &key);
@@ -192,8 +215,8 @@ static __always_inline int on_accept(long fd)
 {
 	if (fd < 0)
 		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = task->files->fdt->fd;
 	struct file *file = NULL;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
@@ -203,7 +226,7 @@ static __always_inline int on_accept(long fd)
 	struct tcp_flow *f = bpf_map_lookup_elem(&tcp_flows, &key);
 	if (!f || !(f->flags & NET_NO_PROCESS))
 		return 0;
-	fill_process(&f->proc, task);
+	fill_process_btf(&f->proc, task);
 	f->flags &= ~NET_NO_PROCESS;
 	emit_tcp(EVENT_TCP_ACCEPT, sk, f, f->flags, 0, false);
 	return 0;

@@ -95,4 +95,31 @@ struct udp_flow_key {
 	__u8 raddr[16];
 };
 
+#ifdef __BPF__
+/*
+ * fill_process_btf is common.h's fill_process for a BTF-typed task pointer
+ * (bpf_get_current_task_btf, tp_btf arguments): the same fields, read with
+ * direct loads instead of one bpf_probe_read_kernel call per field, which
+ * makes it several times cheaper on the hot connect and accept paths.
+ */
+static __always_inline void fill_process_btf(struct process_info *info, struct task_struct *task)
+{
+	info->pid = task->tgid;
+	info->tid = task->pid;
+	info->ppid = task->real_parent->tgid;
+	const struct cred *cred = task->real_cred;
+	info->uid = cred->uid.val;
+	info->gid = cred->gid.val;
+	info->euid = cred->euid.val;
+	if (bpf_core_field_exists(task->loginuid))
+		info->loginuid = task->loginuid.val;
+	else
+		info->loginuid = (__u32)-1;
+	info->pad = 0;
+	info->start_boottime = task->group_leader->start_boottime;
+	info->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	__builtin_memcpy(info->comm, task->comm, TASK_COMM_LEN);
+}
+#endif
+
 #endif /* VIGIL_NET_TYPES_H */
