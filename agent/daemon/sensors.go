@@ -71,7 +71,7 @@ func names(sensors []sensor.Sensor) []string {
 
 // Check loads every enabled family once, prints which hooks attached and
 // which families are unavailable or disabled, and unloads them. It returns
-// an error when the agent could not run at all or a family failed.
+// an error when the agent could not run: a required family failed.
 func Check(cfg *config.Config, configSource string, w io.Writer) error {
 	fmt.Fprintf(w, "vigil-agent %s check\n", Version)
 	fmt.Fprintf(w, "  %-10s %s\n", "config", configSource)
@@ -101,10 +101,10 @@ func Check(cfg *config.Config, configSource string, w io.Writer) error {
 		}
 		s, err := f.load()
 		if err != nil {
-			failed++
 			what := "unavailable, the agent runs without it"
 			if f.required {
 				what = "FAILED, the agent cannot run"
+				failed++
 			}
 			fmt.Fprintf(w, "  %-10s %s: %v\n", f.name, what, err)
 			continue
@@ -113,7 +113,7 @@ func Check(cfg *config.Config, configSource string, w io.Writer) error {
 		s.Close()
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d sensor families did not load", failed)
+		return fmt.Errorf("%d required sensor families did not load", failed)
 	}
 	return nil
 }
