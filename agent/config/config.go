@@ -45,7 +45,7 @@ type Sensors struct {
 	// Login is the PAM login family.
 	Login LoginFamily `yaml:"login"`
 	// Network is the TCP/UDP/DNS family.
-	Network Family `yaml:"network"`
+	Network NetworkFamily `yaml:"network"`
 }
 
 // Family is what every event family has.
@@ -65,6 +65,15 @@ type FileFamily struct {
 	Watch []string `yaml:"watch"`
 	// Events are the event kinds reported (FileEvents lists them).
 	Events []string `yaml:"events"`
+}
+
+// NetworkFamily configures the network family.
+type NetworkFamily struct {
+	Family `yaml:",inline"`
+	// UDPFlows reports one event per new UDP flow.
+	UDPFlows bool `yaml:"udp_flows"`
+	// DNS reports DNS queries and answers on UDP port 53.
+	DNS bool `yaml:"dns"`
 }
 
 // LoginFamily configures the login family.
@@ -139,7 +148,7 @@ func Default() *Config {
 				Events: slices.Clone(FileEvents),
 			},
 			Login:   LoginFamily{Family: Family{Enabled: true, RingSize: 256 << 10}, IgnoreServices: []string{"cron"}},
-			Network: Family{Enabled: true, RingSize: 4 << 20},
+			Network: NetworkFamily{Family: Family{Enabled: true, RingSize: 4 << 20}, UDPFlows: true, DNS: true},
 		},
 	}
 }
@@ -194,7 +203,7 @@ func (c *Config) Validate() error {
 		return errors.New("sensors.process.enabled: false, but detection needs the process sensor")
 	}
 	for name, f := range map[string]Family{"process": c.Sensors.Process, "file": c.Sensors.File.Family,
-		"login": c.Sensors.Login.Family, "network": c.Sensors.Network} {
+		"login": c.Sensors.Login.Family, "network": c.Sensors.Network.Family} {
 		if f.Enabled && (f.RingSize < Size(os.Getpagesize()) || f.RingSize&(f.RingSize-1) != 0) {
 			return fmt.Errorf("sensors.%s.ring_size: %d is not a power of two of at least %d bytes", name, f.RingSize, os.Getpagesize())
 		}

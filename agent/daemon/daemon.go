@@ -251,6 +251,9 @@ func (p *pipeline) handle(ev any) {
 		// Login detections come with the detection work; for now the log shows them.
 		p.log.Info("login", "op", e.Op.String(), "result", e.Result.String(), "service", e.Service, "user", e.User,
 			"remote_host", e.RemoteHost, "remote_user", e.RemoteUser, "tty", e.TTY, "pid", e.Process.PID)
+	case *event.TCPConnect, *event.TCPAccept, *event.TCPClose, *event.UDPFlow, *event.DNS:
+		// Network detections come with the detection work; debug logs show the flows.
+		p.log.Debug("network", "event", e)
 	case *event.Exec:
 		entry := p.tree.Exec(e)
 		var parent *proctree.Entry

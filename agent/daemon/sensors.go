@@ -11,6 +11,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/agent/sensor/login"
+	"github.com/vigil-sensor/vigil/agent/sensor/network"
 	"github.com/vigil-sensor/vigil/agent/sensor/process"
 )
 
@@ -33,6 +34,10 @@ func families(cfg *config.Config, bootTime time.Time) []family {
 		{name: "login", enabled: cfg.Sensors.Login.Enabled, load: func() (sensor.Sensor, error) {
 			return login.Load(login.Options{RingSize: uint32(cfg.Sensors.Login.RingSize), BootTime: bootTime,
 				IgnoreServices: cfg.Sensors.Login.IgnoreServices})
+		}},
+		{name: "network", enabled: cfg.Sensors.Network.Enabled, load: func() (sensor.Sensor, error) {
+			return network.Load(network.Options{RingSize: uint32(cfg.Sensors.Network.RingSize), BootTime: bootTime,
+				NoUDPFlows: !cfg.Sensors.Network.UDPFlows, NoDNS: !cfg.Sensors.Network.DNS})
 		}},
 	}
 }
