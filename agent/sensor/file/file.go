@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -292,9 +293,18 @@ func (s *Sensor) Close() error {
 	if s.ring != nil {
 		errs = append(errs, s.ring.Close())
 	}
-	for _, l := range s.links {
-		errs = append(errs, l.Close())
+	// Detach concurrently: each detach waits for an RCU grace period.
+	linkErrs := make([]error, len(s.links))
+	var wg sync.WaitGroup
+	for i, l := range s.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			linkErrs[i] = l.Close()
+		}()
 	}
+	wg.Wait()
+	errs = append(errs, linkErrs...)
 	s.links = nil
 	if s.coll != nil {
 		s.coll.Close()

@@ -104,7 +104,7 @@ func runHelper(mode string, args []string) int {
 
 // testRoot makes a throwaway directory under /var/cache (not a temporary
 // directory, which may be a tmpfs the sensor sees under another path).
-func testRoot(t *testing.T, tag string) string {
+func testRoot(t testing.TB, tag string) string {
 	t.Helper()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -195,7 +195,7 @@ type collector struct {
 	events chan any
 }
 
-func load(t *testing.T, opts Options) *Sensor {
+func load(t testing.TB, opts Options) *Sensor {
 	t.Helper()
 	testutil.RequireRoot(t)
 	if _, err := kernelfs.EnsureMounted(kernelfs.Needed); err != nil {
