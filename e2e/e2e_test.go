@@ -574,7 +574,10 @@ func TestAgentCheckAndConfigErrors(t *testing.T) {
 	for _, want := range []string{
 		"config     ../configs/agent.yaml",
 		"preflight  root, BTF at /sys/kernel/btf/vmlinux",
-		"process    ok: tp_btf/sched_process_fork, tp_btf/sched_process_exec, tp_btf/sched_process_exit",
+		"process    ok, 3 hooks: tp_btf/sched_process_fork, tp_btf/sched_process_exec, tp_btf/sched_process_exit",
+		"file       ok, ",
+		"login      ok, 8 hooks: uprobe:",
+		"network    ok, ",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("--check output lacks %q:\n%s", want, out)

@@ -60,9 +60,13 @@ type Family struct {
 // FileFamily configures the file and syscall family.
 type FileFamily struct {
 	Family `yaml:",inline"`
-	// Watch are the path prefixes whose files are reported; a component may
-	// be "*" to match any one directory name, as in /home/*/.ssh.
+	// Watch are the path prefixes whose changes are reported (opens for
+	// write, renames, unlinks, chmod, chown, links); a component may be "*"
+	// to match any one directory name, as in /home/*/.ssh.
 	Watch []string `yaml:"watch"`
+	// WatchReads are the path prefixes (same syntax) whose opens for read
+	// are reported too: secrets such as /etc/shadow.
+	WatchReads []string `yaml:"watch_reads"`
 	// Events are the event kinds reported (FileEvents lists them).
 	Events []string `yaml:"events"`
 }
@@ -144,8 +148,9 @@ func Default() *Config {
 			File: FileFamily{
 				Family: Family{Enabled: true, RingSize: 4 << 20},
 				Watch: []string{"/etc", "/root/.ssh", "/home/*/.ssh", "/var/spool/cron", "/etc/systemd",
-					"/usr/bin", "/usr/sbin", "/boot", "/var/log"},
-				Events: slices.Clone(FileEvents),
+					"/usr/bin", "/usr/sbin", "/boot", "/var/log", "/lib/modules"},
+				WatchReads: []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d", "/root/.ssh", "/home/*/.ssh"},
+				Events:     slices.Clone(FileEvents),
 			},
 			Login:   LoginFamily{Family: Family{Enabled: true, RingSize: 256 << 10}, IgnoreServices: []string{"cron"}},
 			Network: NetworkFamily{Family: Family{Enabled: true, RingSize: 4 << 20}, UDPFlows: true, DNS: true},
@@ -213,6 +218,14 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("sensors.file.watch[%d]: %w", i, err)
 		}
 	}
+	for i, w := range c.Sensors.File.WatchReads {
+		if err := checkWatch(w); err != nil {
+			return fmt.Errorf("sensors.file.watch_reads[%d]: %w", i, err)
+		}
+	}
+	if c.Sensors.File.Enabled && len(c.Sensors.File.Events) == 0 {
+		return errors.New("sensors.file.events: empty; to turn the family off, set sensors.file.enabled: false")
+	}
 	for i, e := range c.Sensors.File.Events {
 		if !slices.Contains(FileEvents, e) {
 			return fmt.Errorf("sensors.file.events[%d]: unknown event %q; known: %s", i, e, strings.Join(FileEvents, ", "))
@@ -244,10 +257,17 @@ func checkWatch(w string) error {
 	if path.Clean(w) != w {
 		return fmt.Errorf("%q is not clean; write %q", w, path.Clean(w))
 	}
+	wildcards := 0
 	for _, part := range strings.Split(w, "/") {
 		if strings.Contains(part, "*") && part != "*" {
 			return fmt.Errorf("%q: a wildcard must be a whole path component, as in /home/*/.ssh", w)
 		}
+		if part == "*" {
+			wildcards++
+		}
+	}
+	if wildcards > 1 {
+		return fmt.Errorf("%q: at most one wildcard component per path", w)
 	}
 	return nil
 }

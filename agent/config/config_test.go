@@ -62,6 +62,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"sensors: {file: {watch: [/home/u*/.ssh]}}", "sensors.file.watch[0]: \"/home/u*/.ssh\": a wildcard must be a whole path component"},
 		{"sensors: {file: {watch: [/etc/]}}", `sensors.file.watch[0]: "/etc/" is not clean; write "/etc"`},
 		{"sensors: {file: {events: [open, teleport]}}", `sensors.file.events[1]: unknown event "teleport"`},
+		{"sensors: {file: {events: []}}", "sensors.file.events: empty; to turn the family off, set sensors.file.enabled: false"},
+		{"sensors: {file: {watch_reads: [/home/*/*/x]}}", `sensors.file.watch_reads[0]: "/home/*/*/x": at most one wildcard component per path`},
 		{"allow: {exes: [bash]}", `allow.exes[0]: "bash" is not an absolute path`},
 		{"allow: {pids: [-1]}", `line 1: "-1" is not valid here: want a whole number`},
 		{"state_dir: relative", `state_dir: "relative" is not an absolute path`},

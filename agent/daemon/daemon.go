@@ -97,7 +97,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("seed process tree: %w", err)
 	}
 	for _, s := range sensors {
-		log.Info("sensor attached", "family", s.Name(), "hooks", s.Hooks())
+		log.Info("sensor attached", "family", s.Name(), "hooks", len(s.Hooks()))
+		if g, ok := s.(sensor.Gapped); ok && len(g.Missing()) > 0 {
+			log.Warn("not on this kernel, so not watched", "family", s.Name(), "missing", g.Missing())
+		}
 	}
 	log.Info("process tree seeded from /proc", "processes", tree.Len())
 
@@ -251,9 +254,12 @@ func (p *pipeline) handle(ev any) {
 		// Login detections come with the detection work; for now the log shows them.
 		p.log.Info("login", "op", e.Op.String(), "result", e.Result.String(), "service", e.Service, "user", e.User,
 			"remote_host", e.RemoteHost, "remote_user", e.RemoteUser, "tty", e.TTY, "pid", e.Process.PID)
-	case *event.TCPConnect, *event.TCPAccept, *event.TCPClose, *event.UDPFlow, *event.DNS:
-		// Network detections come with the detection work; debug logs show the flows.
-		p.log.Debug("network", "event", e)
+	default:
+		// File, syscall and network detections come with the detection work;
+		// until then the debug log shows these events.
+		if p.log.Enabled(context.Background(), slog.LevelDebug) {
+			p.log.Debug("event", "type", fmt.Sprintf("%T", e), "event", e)
+		}
 	case *event.Exec:
 		entry := p.tree.Exec(e)
 		var parent *proctree.Entry

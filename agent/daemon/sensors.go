@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/sensor/file"
 	"github.com/vigil-sensor/vigil/agent/sensor/login"
 	"github.com/vigil-sensor/vigil/agent/sensor/network"
 	"github.com/vigil-sensor/vigil/agent/sensor/process"
@@ -30,6 +32,22 @@ func families(cfg *config.Config, bootTime time.Time) []family {
 	return []family{
 		{name: "process", required: true, enabled: cfg.Sensors.Process.Enabled, load: func() (sensor.Sensor, error) {
 			return process.Load(process.Options{RingSize: uint32(cfg.Sensors.Process.RingSize), BootTime: bootTime})
+		}},
+		{name: "file", enabled: cfg.Sensors.File.Enabled, load: func() (sensor.Sensor, error) {
+			allow, err := allowList(cfg.Allow)
+			if err != nil {
+				return nil, err
+			}
+			return file.Load(file.Options{RingSize: uint32(cfg.Sensors.File.RingSize), BootTime: bootTime,
+				Policy: file.Policy{
+					Kinds:      fileKinds(cfg.Sensors.File.Events),
+					WatchPaths: nonNil(cfg.Sensors.File.Watch),
+					WatchReads: nonNil(cfg.Sensors.File.WatchReads),
+					// The agent's own reads and writes are not news.
+					AllowPIDs:    append([]uint32{uint32(os.Getpid())}, allow.PIDs...),
+					AllowCgroups: allow.CgroupIDs,
+					AllowExes:    allow.Exes,
+				}})
 		}},
 		{name: "login", enabled: cfg.Sensors.Login.Enabled, load: func() (sensor.Sensor, error) {
 			return login.Load(login.Options{RingSize: uint32(cfg.Sensors.Login.RingSize), BootTime: bootTime,
@@ -64,6 +82,31 @@ func loadSensors(cfg *config.Config, bootTime time.Time, skipped func(family, er
 		loaded = append(loaded, s)
 	}
 	return loaded, nil
+}
+
+// fileKindNames maps the config's event names to the file family's kinds.
+var fileKindNames = map[string]file.Kind{
+	"open": file.KindOpen, "rename": file.KindRename, "unlink": file.KindUnlink, "chmod": file.KindChmod,
+	"chown": file.KindChown, "link": file.KindLink, "symlink": file.KindSymlink, "setid": file.KindCred,
+	"ptrace": file.KindPtrace, "module": file.KindModuleLoad | file.KindModuleUnld, "memfd": file.KindMemfd,
+	"mount": file.KindMount | file.KindUmount, "bpf": file.KindBPFProgLoad, "kill": file.KindKill,
+}
+
+// fileKinds turns validated event names into the kinds to hook.
+func fileKinds(names []string) file.Kind {
+	var k file.Kind
+	for _, n := range names {
+		k |= fileKindNames[n]
+	}
+	return k
+}
+
+// nonNil keeps an empty list empty: for the file family nil means "the defaults".
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func names(sensors []sensor.Sensor) []string {
@@ -114,7 +157,10 @@ func Check(cfg *config.Config, configSource string, w io.Writer) error {
 			fmt.Fprintf(w, "  %-10s %s: %v\n", f.name, what, err)
 			continue
 		}
-		fmt.Fprintf(w, "  %-10s ok: %s\n", f.name, strings.Join(s.Hooks(), ", "))
+		fmt.Fprintf(w, "  %-10s ok, %d hooks: %s\n", f.name, len(s.Hooks()), strings.Join(s.Hooks(), ", "))
+		if g, ok := s.(sensor.Gapped); ok && len(g.Missing()) > 0 {
+			fmt.Fprintf(w, "  %-10s not on this kernel, so not watched: %s\n", "", strings.Join(g.Missing(), ", "))
+		}
 		s.Close()
 	}
 	if failed > 0 {

@@ -45,6 +45,13 @@ type Sensor interface {
 	Close() error
 }
 
+// Gapped is a Sensor that could not attach some of its hooks on this
+// kernel and runs without them.
+type Gapped interface {
+	// Missing names what is not watched, e.g. syscalls without a tracepoint.
+	Missing() []string
+}
+
 // DefaultPollInterval is how long records may wait in a ring buffer for the
 // reader when it is less than a quarter full.
 const DefaultPollInterval = 20 * time.Millisecond
