@@ -880,9 +880,7 @@ ENTER(tgkill) { return do_kill(ctx, FSYS_TGKILL, INT(0), INT(1), INT(2)); }
 
 static __always_inline void output(void *rec, __u64 size)
 {
-	__u64 unread = bpf_ringbuf_query(&file_events, BPF_RB_AVAIL_DATA);
-	if (bpf_ringbuf_output(&file_events, rec, size,
-			       unread >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP) < 0) {
+	if (bpf_ringbuf_output(&file_events, rec, size, wakeup_flags(&file_events)) < 0) {
 		count_lost(FAMILY_FILE);
 		return;
 	}

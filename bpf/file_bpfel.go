@@ -381,6 +381,7 @@ const (
 	FileProgEnterUnlink        = "enter_unlink"
 	FileProgEnterUnlinkat      = "enter_unlinkat"
 	FileProgHandleSysExit      = "handle_sys_exit"
+	FileVarLastWakeupNs        = "last_wakeup_ns"
 	FileVarUnusedAllowFlags    = "unused_allow_flags"
 	FileVarUnusedBpfProgEvent  = "unused_bpf_prog_event"
 	FileVarUnusedCredEvent     = "unused_cred_event"
@@ -401,6 +402,7 @@ const (
 	FileVarUnusedWatchKey      = "unused_watch_key"
 	FileVarUnusedWatchValue    = "unused_watch_value"
 	FileVarWakeupBytes         = "wakeup_bytes"
+	FileVarWakeupIntervalNs    = "wakeup_interval_ns"
 )
 
 // LoadFile returns the embedded CollectionSpec for File.
@@ -509,6 +511,7 @@ type FileMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FileVariableSpecs struct {
+	LastWakeupNs        *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	UnusedAllowFlags    *ebpf.VariableSpec `ebpf:"unused_allow_flags"`
 	UnusedBpfProgEvent  *ebpf.VariableSpec `ebpf:"unused_bpf_prog_event"`
 	UnusedCredEvent     *ebpf.VariableSpec `ebpf:"unused_cred_event"`
@@ -529,6 +532,7 @@ type FileVariableSpecs struct {
 	UnusedWatchKey      *ebpf.VariableSpec `ebpf:"unused_watch_key"`
 	UnusedWatchValue    *ebpf.VariableSpec `ebpf:"unused_watch_value"`
 	WakeupBytes         *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs    *ebpf.VariableSpec `ebpf:"wakeup_interval_ns"`
 }
 
 // FileObjects contains all objects after they have been loaded into the kernel.
@@ -584,6 +588,7 @@ func (m *FileMaps) Close() error {
 //
 // It can be passed to LoadFileObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FileVariables struct {
+	LastWakeupNs        *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	UnusedAllowFlags    *ebpf.Variable `ebpf:"unused_allow_flags"`
 	UnusedBpfProgEvent  *ebpf.Variable `ebpf:"unused_bpf_prog_event"`
 	UnusedCredEvent     *ebpf.Variable `ebpf:"unused_cred_event"`
@@ -604,6 +609,7 @@ type FileVariables struct {
 	UnusedWatchKey      *ebpf.Variable `ebpf:"unused_watch_key"`
 	UnusedWatchValue    *ebpf.Variable `ebpf:"unused_watch_value"`
 	WakeupBytes         *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs    *ebpf.Variable `ebpf:"wakeup_interval_ns"`
 }
 
 // FilePrograms contains all programs after they have been loaded into the kernel.

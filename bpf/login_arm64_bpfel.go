@@ -117,12 +117,14 @@ const (
 	LoginProgExitPamCloseSession  = "exit_pam_close_session"
 	LoginProgExitPamOpenSession   = "exit_pam_open_session"
 	LoginVarHasIgnoredServices    = "has_ignored_services"
+	LoginVarLastWakeupNs          = "last_wakeup_ns"
 	LoginVarLayout                = "layout"
 	LoginVarUnusedEventFamily     = "unused_event_family"
 	LoginVarUnusedLoginEvent      = "unused_login_event"
 	LoginVarUnusedLoginEventType  = "unused_login_event_type"
 	LoginVarUnusedLoginFlags      = "unused_login_flags"
 	LoginVarWakeupBytes           = "wakeup_bytes"
+	LoginVarWakeupIntervalNs      = "wakeup_interval_ns"
 )
 
 // LoadLogin returns the embedded CollectionSpec for Login.
@@ -193,12 +195,14 @@ type LoginMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LoginVariableSpecs struct {
 	HasIgnoredServices   *ebpf.VariableSpec `ebpf:"has_ignored_services"`
+	LastWakeupNs         *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	Layout               *ebpf.VariableSpec `ebpf:"layout"`
 	UnusedEventFamily    *ebpf.VariableSpec `ebpf:"unused_event_family"`
 	UnusedLoginEvent     *ebpf.VariableSpec `ebpf:"unused_login_event"`
 	UnusedLoginEventType *ebpf.VariableSpec `ebpf:"unused_login_event_type"`
 	UnusedLoginFlags     *ebpf.VariableSpec `ebpf:"unused_login_flags"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs     *ebpf.VariableSpec `ebpf:"wakeup_interval_ns"`
 }
 
 // LoginObjects contains all objects after they have been loaded into the kernel.
@@ -243,12 +247,14 @@ func (m *LoginMaps) Close() error {
 // It can be passed to LoadLoginObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LoginVariables struct {
 	HasIgnoredServices   *ebpf.Variable `ebpf:"has_ignored_services"`
+	LastWakeupNs         *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	Layout               *ebpf.Variable `ebpf:"layout"`
 	UnusedEventFamily    *ebpf.Variable `ebpf:"unused_event_family"`
 	UnusedLoginEvent     *ebpf.Variable `ebpf:"unused_login_event"`
 	UnusedLoginEventType *ebpf.Variable `ebpf:"unused_login_event_type"`
 	UnusedLoginFlags     *ebpf.Variable `ebpf:"unused_login_flags"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs     *ebpf.Variable `ebpf:"wakeup_interval_ns"`
 }
 
 // LoginPrograms contains all programs after they have been loaded into the kernel.

@@ -147,6 +147,7 @@ const (
 	NetProgHandleRecvmsg4    = "handle_recvmsg4"
 	NetProgHandleRecvmsg6    = "handle_recvmsg6"
 	NetProgHandleSetState    = "handle_set_state"
+	NetVarLastWakeupNs       = "last_wakeup_ns"
 	NetVarUnusedDnsEvent     = "unused_dns_event"
 	NetVarUnusedEventFamily  = "unused_event_family"
 	NetVarUnusedNetEventType = "unused_net_event_type"
@@ -154,6 +155,7 @@ const (
 	NetVarUnusedTcpEvent     = "unused_tcp_event"
 	NetVarUnusedUdpEvent     = "unused_udp_event"
 	NetVarWakeupBytes        = "wakeup_bytes"
+	NetVarWakeupIntervalNs   = "wakeup_interval_ns"
 	NetVarWantDns            = "want_dns"
 	NetVarWantUdpFlows       = "want_udp_flows"
 )
@@ -224,6 +226,7 @@ type NetMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetVariableSpecs struct {
+	LastWakeupNs       *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	UnusedDnsEvent     *ebpf.VariableSpec `ebpf:"unused_dns_event"`
 	UnusedEventFamily  *ebpf.VariableSpec `ebpf:"unused_event_family"`
 	UnusedNetEventType *ebpf.VariableSpec `ebpf:"unused_net_event_type"`
@@ -231,6 +234,7 @@ type NetVariableSpecs struct {
 	UnusedTcpEvent     *ebpf.VariableSpec `ebpf:"unused_tcp_event"`
 	UnusedUdpEvent     *ebpf.VariableSpec `ebpf:"unused_udp_event"`
 	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs   *ebpf.VariableSpec `ebpf:"wakeup_interval_ns"`
 	WantDns            *ebpf.VariableSpec `ebpf:"want_dns"`
 	WantUdpFlows       *ebpf.VariableSpec `ebpf:"want_udp_flows"`
 }
@@ -276,6 +280,7 @@ func (m *NetMaps) Close() error {
 //
 // It can be passed to LoadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetVariables struct {
+	LastWakeupNs       *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	UnusedDnsEvent     *ebpf.Variable `ebpf:"unused_dns_event"`
 	UnusedEventFamily  *ebpf.Variable `ebpf:"unused_event_family"`
 	UnusedNetEventType *ebpf.Variable `ebpf:"unused_net_event_type"`
@@ -283,6 +288,7 @@ type NetVariables struct {
 	UnusedTcpEvent     *ebpf.Variable `ebpf:"unused_tcp_event"`
 	UnusedUdpEvent     *ebpf.Variable `ebpf:"unused_udp_event"`
 	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs   *ebpf.Variable `ebpf:"wakeup_interval_ns"`
 	WantDns            *ebpf.Variable `ebpf:"want_dns"`
 	WantUdpFlows       *ebpf.Variable `ebpf:"want_udp_flows"`
 }

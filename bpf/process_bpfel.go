@@ -108,6 +108,7 @@ const (
 	ProcessProgHandleExec       = "handle_exec"
 	ProcessProgHandleExit       = "handle_exit"
 	ProcessProgHandleFork       = "handle_fork"
+	ProcessVarLastWakeupNs      = "last_wakeup_ns"
 	ProcessVarTargetCgroup      = "target_cgroup"
 	ProcessVarUnusedEventFamily = "unused_event_family"
 	ProcessVarUnusedEventType   = "unused_event_type"
@@ -116,6 +117,7 @@ const (
 	ProcessVarUnusedExitEvent   = "unused_exit_event"
 	ProcessVarUnusedForkEvent   = "unused_fork_event"
 	ProcessVarWakeupBytes       = "wakeup_bytes"
+	ProcessVarWakeupIntervalNs  = "wakeup_interval_ns"
 )
 
 // LoadProcess returns the embedded CollectionSpec for Process.
@@ -178,6 +180,7 @@ type ProcessMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessVariableSpecs struct {
+	LastWakeupNs      *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
 	TargetCgroup      *ebpf.VariableSpec `ebpf:"target_cgroup"`
 	UnusedEventFamily *ebpf.VariableSpec `ebpf:"unused_event_family"`
 	UnusedEventType   *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -186,6 +189,7 @@ type ProcessVariableSpecs struct {
 	UnusedExitEvent   *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedForkEvent   *ebpf.VariableSpec `ebpf:"unused_fork_event"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs  *ebpf.VariableSpec `ebpf:"wakeup_interval_ns"`
 }
 
 // ProcessObjects contains all objects after they have been loaded into the kernel.
@@ -225,6 +229,7 @@ func (m *ProcessMaps) Close() error {
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessVariables struct {
+	LastWakeupNs      *ebpf.Variable `ebpf:"last_wakeup_ns"`
 	TargetCgroup      *ebpf.Variable `ebpf:"target_cgroup"`
 	UnusedEventFamily *ebpf.Variable `ebpf:"unused_event_family"`
 	UnusedEventType   *ebpf.Variable `ebpf:"unused_event_type"`
@@ -233,6 +238,7 @@ type ProcessVariables struct {
 	UnusedExitEvent   *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedForkEvent   *ebpf.Variable `ebpf:"unused_fork_event"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WakeupIntervalNs  *ebpf.Variable `ebpf:"wakeup_interval_ns"`
 }
 
 // ProcessPrograms contains all programs after they have been loaded into the kernel.

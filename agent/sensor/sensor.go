@@ -52,9 +52,15 @@ type Gapped interface {
 	Missing() []string
 }
 
-// DefaultPollInterval is how long records may wait in a ring buffer for the
-// reader when it is less than a quarter full.
-const DefaultPollInterval = 20 * time.Millisecond
+// WakeupInterval is the least time between two records that wake a ring
+// buffer's reader (unless the ring is a quarter full): a storm of events
+// costs the traced tasks at most one wakeup per interval.
+const WakeupInterval = 10 * time.Millisecond
+
+// DefaultPollInterval is how often a reader looks at its ring without being
+// woken: records that came within WakeupInterval of a wakeup wait at most
+// this long.
+const DefaultPollInterval = 100 * time.Millisecond
 
 // Prepare readies the process for loading BPF objects: kernels before 5.11
 // charge BPF memory to RLIMIT_MEMLOCK.
@@ -75,8 +81,9 @@ func CheckRingSize(size uint32) error {
 }
 
 // SizeRing sets the size of ring buffer map name in spec and the wakeup
-// threshold every family's object has (the wakeup_bytes variable): the
-// kernel wakes the reader at once only when the ring is a quarter full.
+// policy every family's object has (wakeup_bytes, wakeup_interval_ns): the
+// kernel wakes the reader when the ring is a quarter full, or when no record
+// has woken it for WakeupInterval.
 func SizeRing(spec *ebpf.CollectionSpec, name string, size uint32) error {
 	if err := CheckRingSize(size); err != nil {
 		return err
@@ -92,6 +99,13 @@ func SizeRing(spec *ebpf.CollectionSpec, name string, size uint32) error {
 	}
 	if err := v.Set(uint64(size / 4)); err != nil {
 		return fmt.Errorf("set wakeup threshold: %w", err)
+	}
+	v, ok = spec.Variables["wakeup_interval_ns"]
+	if !ok {
+		return errors.New("no wakeup_interval_ns variable in the object")
+	}
+	if err := v.Set(uint64(WakeupInterval)); err != nil {
+		return fmt.Errorf("set wakeup interval: %w", err)
 	}
 	return nil
 }

@@ -6,18 +6,36 @@
 #include "types.h"
 
 /*
- * Unread bytes in a ring buffer above which a submit wakes the agent. Below
- * it, records wait for the agent's next poll: waking the reader on every
- * record costs the producing task several microseconds. Set by the agent at
- * load; 0 wakes on every record.
+ * When a record wakes the agent. Waking the ring-buffer reader costs the
+ * producing task several microseconds (an IPI on this kind of VM), so a
+ * record wakes it only when the ring holds wakeup_bytes unread, or when no
+ * record of this object has woken it for wakeup_interval_ns; the others wait
+ * for the next wakeup or for the reader's slow poll. A lone event is thus
+ * seen at once, a storm costs at most one wakeup per interval. Both are set
+ * by the agent at load; 0 wakes on every record.
  */
 volatile const __u64 wakeup_bytes = 0;
+volatile const __u64 wakeup_interval_ns = 0;
 
-/* submit_record commits a reserved record, waking the reader only past wakeup_bytes. */
+/* last_wakeup_ns is when a record of this object last woke the reader (races are harmless). */
+__u64 last_wakeup_ns = 0;
+
+/* wakeup_flags decides whether the record about to be committed wakes the reader. */
+static __always_inline __u64 wakeup_flags(void *map)
+{
+	__u64 now = bpf_ktime_get_ns();
+	if (bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA) >= wakeup_bytes ||
+	    now - last_wakeup_ns >= wakeup_interval_ns) {
+		last_wakeup_ns = now;
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	return BPF_RB_NO_WAKEUP;
+}
+
+/* submit_record commits a reserved record (see wakeup_flags). */
 static __always_inline void submit_record(void *map, void *rec)
 {
-	__u64 unread = bpf_ringbuf_query(map, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(rec, unread >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(rec, wakeup_flags(map));
 }
 
 /* Per-CPU count of records that could not be reserved, indexed by enum event_family. */

@@ -41,7 +41,9 @@ type IncidentServiceClient interface {
 	// StreamIncidents sends the incidents after a cursor in cursor order, then
 	// follows new ones. A slow client loses nothing: the stream reads from the
 	// store at the client's pace. A client that reconnects with the cursor of
-	// the last incident it received gets exactly the ones it missed.
+	// the last incident it received gets exactly the ones it missed. It fails
+	// with FAILED_PRECONDITION when after_cursor is beyond the newest stored
+	// incident (the cursor came from another store).
 	StreamIncidents(ctx context.Context, in *StreamIncidentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Incident], error)
 }
 
@@ -106,7 +108,9 @@ type IncidentServiceServer interface {
 	// StreamIncidents sends the incidents after a cursor in cursor order, then
 	// follows new ones. A slow client loses nothing: the stream reads from the
 	// store at the client's pace. A client that reconnects with the cursor of
-	// the last incident it received gets exactly the ones it missed.
+	// the last incident it received gets exactly the ones it missed. It fails
+	// with FAILED_PRECONDITION when after_cursor is beyond the newest stored
+	// incident (the cursor came from another store).
 	StreamIncidents(*StreamIncidentsRequest, grpc.ServerStreamingServer[Incident]) error
 	mustEmbedUnimplementedIncidentServiceServer()
 }
