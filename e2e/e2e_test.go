@@ -533,7 +533,7 @@ func TestAgentRefusesWithoutRoot(t *testing.T) {
 	testutil.RequireRoot(t) // to become nobody
 	bins := buildBinaries(t)
 	// A copy nobody can reach, wherever the checkout lives.
-	dir, err := os.MkdirTemp("/var/tmp", "vigil-e2e-")
+	dir, err := os.MkdirTemp(cacheDir, "e2e-nobody-")
 	if err != nil {
 		t.Fatal(err)
 	}

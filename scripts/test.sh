@@ -27,6 +27,10 @@ else
 fi
 mkdir -p "$GOTMPDIR"
 
+if [ -f .demo/vigil-agent.pid ] && kill -0 "$(cat .demo/vigil-agent.pid)" 2>/dev/null; then
+	say "note: the demo's vigil-agent is running and will report what the tests provoke (scripts/demo.sh stop)"
+fi
+
 say "go vet"
 go vet ./...
 say "go test"

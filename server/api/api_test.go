@@ -602,6 +602,27 @@ func TestStreamResume(t *testing.T) {
 	wantNothing(t, stream, cancel)
 }
 
+func TestStreamRefusesCursorFromAnotherStore(t *testing.T) {
+	e := newEnv(t)
+	putN(t, e.store, 3, "host-a", "r", vigilv1.Severity_SEVERITY_LOW)
+	for _, after := range []uint64{0, 3} {
+		stream, err := e.incs.StreamIncidents(context.Background(), &vigilv1.StreamIncidentsRequest{AfterCursor: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after == 0 {
+			recvN(t, stream, 3)
+		}
+	}
+	stream, err := e.incs.StreamIncidents(context.Background(), &vigilv1.StreamIncidentsRequest{AfterCursor: 999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	wantCode(t, err, codes.FailedPrecondition,
+		"after_cursor 999 is beyond the newest stored incident (cursor 3): this server's store is not the one the cursor came from")
+}
+
 func TestShutdownEndsStreams(t *testing.T) {
 	e := newEnv(t)
 	stream, err := e.incs.StreamIncidents(context.Background(), &vigilv1.StreamIncidentsRequest{})

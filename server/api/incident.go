@@ -84,6 +84,28 @@ func (s *IncidentService) GetIncident(ctx context.Context, req *vigilv1.GetIncid
 // cursor sent. It reads at the pace the client receives (Send blocks on
 // flow control), so a slow client is never dropped and never loses an
 // incident. It ends when the client goes away or the server shuts down.
+// checkResumable refuses a resume cursor beyond the newest stored incident:
+// cursors are never reused, so such a client was following another
+// database (replaced, or another server) and would wait forever.
+func (s *IncidentService) checkResumable(ctx context.Context, after uint64) error {
+	if after == 0 {
+		return nil
+	}
+	newest, err := s.store.List(ctx, nil, 0, 1)
+	if err != nil {
+		return storeError(ctx, "read incidents", err)
+	}
+	var last uint64
+	if len(newest) > 0 {
+		last = newest[0].GetCursor()
+	}
+	if after > last {
+		return status.Errorf(codes.FailedPrecondition,
+			"after_cursor %d is beyond the newest stored incident (cursor %d): this server's store is not the one the cursor came from", after, last)
+	}
+	return nil
+}
+
 func (s *IncidentService) StreamIncidents(req *vigilv1.StreamIncidentsRequest, stream grpc.ServerStreamingServer[vigilv1.Incident]) error {
 	ctx := stream.Context()
 	// Send headers at once so that a client knows the stream is up before
@@ -93,6 +115,9 @@ func (s *IncidentService) StreamIncidents(req *vigilv1.StreamIncidentsRequest, s
 	}
 	filter := req.GetFilter()
 	cursor := req.GetAfterCursor()
+	if err := s.checkResumable(ctx, cursor); err != nil {
+		return err
+	}
 	for {
 		select {
 		case <-s.done:

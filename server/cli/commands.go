@@ -79,7 +79,14 @@ func (a *app) list(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	return render.Table(a.stdout, incs)
+	if err := render.Table(a.stdout, incs); err != nil {
+		return err
+	}
+	if token != "" {
+		// More are stored: say so where it does not spoil piped output.
+		fmt.Fprintf(a.stderr, "(the newest %d shown; more are stored: --limit N for more)\n", len(incs))
+	}
+	return nil
 }
 
 // show runs "vigilctl incidents show".
