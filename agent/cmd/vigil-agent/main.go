@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/vigil-sensor/vigil/agent/config"
@@ -63,6 +64,7 @@ func run() int {
 	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn or error")
 	check := fs.Bool("check", false, "load every sensor once, print which hooks attached and which are unavailable, and exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the run to `file` (for developers: go tool pprof)")
 	if err := parseFlags(fs, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -123,6 +125,20 @@ func run() int {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	log.Info("configuration", "source", source)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vigil-agent: --cpu-profile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "vigil-agent: --cpu-profile: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
