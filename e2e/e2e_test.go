@@ -576,7 +576,7 @@ func TestAgentCheckAndConfigErrors(t *testing.T) {
 		"preflight  root, BTF at /sys/kernel/btf/vmlinux",
 		"process    ok, 3 hooks: tp_btf/sched_process_fork, tp_btf/sched_process_exec, tp_btf/sched_process_exit",
 		"file       ok, ",
-		"login      ok, 8 hooks: uprobe:",
+		"login      ok, 8 hooks: ",
 		"network    ok, ",
 	} {
 		if !strings.Contains(string(out), want) {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -103,6 +105,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	log.Info("process tree seeded from /proc", "processes", tree.Len())
+	// Loading parsed the kernel's BTF and verified many programs: give that
+	// memory back now rather than carry it or collect it mid-storm.
+	runtime.GC()
+	debug.FreeOSMemory()
 
 	users := &hostinfo.Users{}
 	st := &stats{}

@@ -225,16 +225,5 @@ func credsOf(c *bpf.FileCredIds) event.Creds {
 }
 
 func processOf(p *bpf.FileProcessInfo) event.Process {
-	return event.Process{
-		PID:       p.Pid,
-		TID:       p.Tid,
-		PPID:      p.Ppid,
-		UID:       p.Uid,
-		GID:       p.Gid,
-		EUID:      p.Euid,
-		LoginUID:  p.Loginuid,
-		StartTime: p.StartBoottime,
-		CgroupID:  p.CgroupId,
-		Comm:      sensor.CString(p.Comm[:]),
-	}
+	return sensor.ProcessOf(bpf.ProcessProcessInfo(*p))
 }

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -77,14 +76,11 @@ var syscalls = []hookedSyscall{
 
 // Sensor is the loaded and attached file sensor. It implements sensor.Sensor.
 type Sensor struct {
+	sensor.Base
 	coll     *ebpf.Collection
 	policy   policyMaps
 	counters *ebpf.Map
-	lost     *ebpf.Map
-	links    []link.Link
-	hooks    []string
 	missing  []string
-	ring     *sensor.Ring
 	dec      Decoder
 	kinds    Kind
 }
@@ -141,10 +137,13 @@ func Load(opts Options) (*Sensor, error) {
 			exes:    coll.Maps[bpf.FileMapAllowExes],
 		},
 		counters: coll.Maps[bpf.FileMapFilterCounters],
-		lost:     coll.Maps[bpf.FileMapLostEvents],
 		dec:      Decoder{BootTime: opts.BootTime},
 		kinds:    kinds,
 	}
+	s.Init("file", uint32(bpf.FileEventFamilyFAMILY_FILE), coll.Maps[bpf.FileMapLostEvents], closerFunc(func() error {
+		coll.Close()
+		return nil
+	}))
 
 	// Fill the policy before any hook is live.
 	pol := opts.Policy
@@ -168,7 +167,7 @@ func Load(opts Options) (*Sensor, error) {
 			s.Close()
 			return nil, fmt.Errorf("attach sys_exit_%s: %w", sc.name, err)
 		}
-		s.links = append(s.links, l)
+		s.Attach(l, "tracepoint/syscalls/sys_exit_"+sc.name)
 		attached = append(attached, sc)
 	}
 	for _, sc := range attached {
@@ -177,13 +176,11 @@ func Load(opts Options) (*Sensor, error) {
 			s.Close()
 			return nil, fmt.Errorf("attach sys_enter_%s: %w", sc.name, err)
 		}
-		s.links = append(s.links, l)
-		s.hooks = append(s.hooks, "tracepoint/syscalls/sys_enter_"+sc.name, "tracepoint/syscalls/sys_exit_"+sc.name)
+		s.Attach(l, "tracepoint/syscalls/sys_enter_"+sc.name)
 	}
 
 	// Open the ring buffer last, so nothing is read before all hooks are live.
-	s.ring, err = sensor.NewRing(coll.Maps[bpf.FileMapFileEvents], opts.PollInterval)
-	if err != nil {
+	if err := s.OpenRing(coll.Maps[bpf.FileMapFileEvents], opts.PollInterval, s.dec.Decode); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -207,36 +204,6 @@ func (s *Sensor) SetPolicy(p Policy) error {
 // tracepoint for (the legacy open, rename, ... on arm64; the module
 // syscalls on a kernel built without modules): they are not reported.
 func (s *Sensor) Missing() []string { return s.missing }
-
-// Name returns "file".
-func (s *Sensor) Name() string { return "file" }
-
-// Hooks returns the tracepoints the sensor attached to.
-func (s *Sensor) Hooks() []string { return s.hooks }
-
-// SetDeadline bounds the wait of Next and ReadRaw.
-func (s *Sensor) SetDeadline(t time.Time) { s.ring.SetDeadline(t) }
-
-// ReadRaw blocks until the next record and returns its bytes, valid until
-// the next call.
-func (s *Sensor) ReadRaw() ([]byte, error) { return s.ring.ReadRaw() }
-
-// Next returns the next event: an *event.File, *event.CredChange,
-// *event.Ptrace, *event.Module, *event.MemfdCreate, *event.Mount,
-// *event.BPFProgLoad or *event.Kill.
-func (s *Sensor) Next() (any, error) {
-	raw, err := s.ring.ReadRaw()
-	if err != nil {
-		return nil, err
-	}
-	return s.dec.Decode(raw)
-}
-
-// Lost returns how many file records the kernel could not put into the
-// ring buffer (or could not stash until their syscall returned) since load.
-func (s *Sensor) Lost() (uint64, error) {
-	return sensor.Lost(s.lost, uint32(bpf.FileEventFamilyFAMILY_FILE))
-}
 
 // Counters are what the kernel filters did since load, summed over CPUs.
 type Counters struct {
@@ -286,29 +253,7 @@ func (s *Sensor) Counters() (Counters, error) {
 	return c, nil
 }
 
-// Close detaches the programs, closes the ring buffer and unloads
-// everything. A blocked Next returns sensor.ErrClosed.
-func (s *Sensor) Close() error {
-	var errs []error
-	if s.ring != nil {
-		errs = append(errs, s.ring.Close())
-	}
-	// Detach concurrently: each detach waits for an RCU grace period.
-	linkErrs := make([]error, len(s.links))
-	var wg sync.WaitGroup
-	for i, l := range s.links {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			linkErrs[i] = l.Close()
-		}()
-	}
-	wg.Wait()
-	errs = append(errs, linkErrs...)
-	s.links = nil
-	if s.coll != nil {
-		s.coll.Close()
-		s.coll = nil
-	}
-	return errors.Join(errs...)
-}
+// closerFunc adapts a function to io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

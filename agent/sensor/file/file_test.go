@@ -236,7 +236,7 @@ func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 		}
 	}()
 	t.Cleanup(func() {
-		_ = s.ring.Close()
+		_ = s.Close()
 		<-done
 	})
 	return s, c

@@ -56,16 +56,5 @@ func (d *Decoder) Decode(raw []byte) (any, error) {
 }
 
 func processOf(p *bpf.LoginProcessInfo) event.Process {
-	return event.Process{
-		PID:       p.Pid,
-		TID:       p.Tid,
-		PPID:      p.Ppid,
-		UID:       p.Uid,
-		GID:       p.Gid,
-		EUID:      p.Euid,
-		LoginUID:  p.Loginuid,
-		StartTime: p.StartBoottime,
-		CgroupID:  p.CgroupId,
-		Comm:      sensor.CString(p.Comm[:]),
-	}
+	return sensor.ProcessOf(bpf.ProcessProcessInfo(*p))
 }

@@ -94,11 +94,9 @@ var symbols = map[event.LoginOp]string{
 
 // Sensor is the loaded and attached login sensor. It implements sensor.Sensor.
 type Sensor struct {
+	sensor.Base
 	objs   bpf.LoginObjects
-	links  []link.Link
-	hooks  []string
 	libPAM string
-	ring   *sensor.Ring
 	dec    Decoder
 }
 
@@ -176,6 +174,7 @@ func Load(opts Options) (*Sensor, error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, sensor.LoadError("login", err)
 	}
+	s.Init("login", uint32(bpf.LoginEventFamilyFAMILY_LOGIN), s.objs.LostEvents, &s.objs)
 	// Fill the service filter before any probe is attached.
 	for _, svc := range opts.IgnoreServices {
 		var key [MaxServiceLen]byte
@@ -216,67 +215,22 @@ func Load(opts Options) (*Sensor, error) {
 			s.Close()
 			return nil, fmt.Errorf("attach uretprobe %s:%s: %w", libPAM, sym, err)
 		}
-		s.links = append(s.links, ret)
+		s.Attach(ret, "uretprobe:"+libPAM+":"+sym)
 		entry, err := exe.Uprobe(sym, progs[op][0], probe)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("attach uprobe %s:%s: %w", libPAM, sym, err)
 		}
-		s.links = append(s.links, entry)
-		s.hooks = append(s.hooks, "uprobe:"+libPAM+":"+sym, "uretprobe:"+libPAM+":"+sym)
+		s.Attach(entry, "uprobe:"+libPAM+":"+sym)
 	}
 
 	// Open the ring buffer last, so nothing is read before all hooks are live.
-	s.ring, err = sensor.NewRing(s.objs.LoginEvents, opts.PollInterval)
-	if err != nil {
+	if err := s.OpenRing(s.objs.LoginEvents, opts.PollInterval, s.dec.Decode); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Name returns "login".
-func (s *Sensor) Name() string { return "login" }
-
-// Hooks returns the hooks the sensor attached to, e.g.
-// "uprobe:/lib/x86_64-linux-gnu/libpam.so.0:pam_authenticate".
-func (s *Sensor) Hooks() []string { return s.hooks }
-
 // LibPAM returns the path of the libpam the sensor is attached to.
 func (s *Sensor) LibPAM() string { return s.libPAM }
-
-// SetDeadline bounds the wait of Next and ReadRaw.
-func (s *Sensor) SetDeadline(t time.Time) { s.ring.SetDeadline(t) }
-
-// ReadRaw blocks until the next record and returns its bytes, valid until
-// the next call.
-func (s *Sensor) ReadRaw() ([]byte, error) { return s.ring.ReadRaw() }
-
-// Next returns the next event, an *event.Login.
-func (s *Sensor) Next() (any, error) {
-	raw, err := s.ring.ReadRaw()
-	if err != nil {
-		return nil, err
-	}
-	return s.dec.Decode(raw)
-}
-
-// Lost returns how many login records the kernel could not reserve since load.
-func (s *Sensor) Lost() (uint64, error) {
-	return sensor.Lost(s.objs.LostEvents, uint32(bpf.LoginEventFamilyFAMILY_LOGIN))
-}
-
-// Close detaches the probes, closes the ring buffer and unloads
-// everything. A blocked Next returns sensor.ErrClosed.
-func (s *Sensor) Close() error {
-	var errs []error
-	if s.ring != nil {
-		errs = append(errs, s.ring.Close())
-	}
-	for _, l := range s.links {
-		errs = append(errs, l.Close())
-	}
-	s.links = nil
-	errs = append(errs, s.objs.Close())
-	return errors.Join(errs...)
-}

@@ -172,8 +172,9 @@ func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
 	wrong := LinuxPAM64
 	wrong.CallerIs = 16 // the conversation pointer: never 1 or 2
 	s, c := startSensor(t, Options{Ops: []event.LoginOp{event.LoginAuthenticate}, Layout: &wrong})
-	if hooks := s.Hooks(); len(hooks) != 2 || hooks[0] != "uprobe:"+s.LibPAM()+":pam_authenticate" || hooks[1] != "uretprobe:"+s.LibPAM()+":pam_authenticate" {
-		t.Errorf("hooks = %q, want the pam_authenticate uprobe and uretprobe", hooks)
+	// The return probe is attached first, so that no entry goes without its return.
+	if hooks := s.Hooks(); len(hooks) != 2 || hooks[0] != "uretprobe:"+s.LibPAM()+":pam_authenticate" || hooks[1] != "uprobe:"+s.LibPAM()+":pam_authenticate" {
+		t.Errorf("hooks = %q, want the pam_authenticate uretprobe and uprobe", hooks)
 	}
 	u := createUser(t)
 	rule := filepath.Join("/etc/sudoers.d", u.name)

@@ -9,7 +9,6 @@
 package network
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -58,11 +57,9 @@ type Options struct {
 
 // Sensor is the loaded and attached network sensor. It implements sensor.Sensor.
 type Sensor struct {
-	objs  bpf.NetObjects
-	links []link.Link
-	hooks []string
-	ring  *sensor.Ring
-	dec   Decoder
+	sensor.Base
+	objs bpf.NetObjects
+	dec  Decoder
 }
 
 var _ sensor.Sensor = (*Sensor)(nil)
@@ -122,6 +119,7 @@ func Load(opts Options) (*Sensor, error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, sensor.LoadError("network", err)
 	}
+	s.Init("network", uint32(bpf.NetEventFamilyFAMILY_NETWORK), s.objs.LostEvents, &s.objs)
 
 	// TCP state changes: connect, established, close.
 	l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.HandleSetState})
@@ -129,7 +127,7 @@ func Load(opts Options) (*Sensor, error) {
 		s.Close()
 		return nil, fmt.Errorf("attach inet_sock_set_state: %w", err)
 	}
-	s.add(l, "tp_btf/inet_sock_set_state")
+	s.Attach(l, "tp_btf/inet_sock_set_state")
 
 	// accept(2) and accept4(2) exits, where accepted connections get their process.
 	for name, prog := range map[string]*ebpf.Program{"sys_exit_accept4": s.objs.HandleAccept4, "sys_exit_accept": s.objs.HandleAccept} {
@@ -138,7 +136,7 @@ func Load(opts Options) (*Sensor, error) {
 			s.Close()
 			return nil, fmt.Errorf("attach %s: %w", name, err)
 		}
-		s.add(l, "tracepoint/syscalls/"+name)
+		s.Attach(l, "tracepoint/syscalls/"+name)
 	}
 
 	// Packets of every socket below the cgroup: sent datagrams open UDP flows,
@@ -163,49 +161,15 @@ func Load(opts Options) (*Sensor, error) {
 			s.Close()
 			return nil, fmt.Errorf("attach %s to %s: %w", c.hook, cgroupPath, err)
 		}
-		s.add(l, c.hook)
+		s.Attach(l, c.hook)
 	}
 
 	// Open the ring buffer last, so nothing is read before all hooks are live.
-	s.ring, err = sensor.NewRing(s.objs.NetEvents, opts.PollInterval)
-	if err != nil {
+	if err := s.OpenRing(s.objs.NetEvents, opts.PollInterval, s.dec.Decode); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-func (s *Sensor) add(l link.Link, hook string) {
-	s.links = append(s.links, l)
-	s.hooks = append(s.hooks, hook)
-}
-
-// Name returns "network".
-func (s *Sensor) Name() string { return "network" }
-
-// Hooks returns the hooks the sensor attached to.
-func (s *Sensor) Hooks() []string { return s.hooks }
-
-// SetDeadline bounds the wait of Next and ReadRaw.
-func (s *Sensor) SetDeadline(t time.Time) { s.ring.SetDeadline(t) }
-
-// ReadRaw blocks until the next record and returns its bytes, valid until
-// the next call.
-func (s *Sensor) ReadRaw() ([]byte, error) { return s.ring.ReadRaw() }
-
-// Next returns the next event: an *event.TCPConnect, *event.TCPAccept,
-// *event.TCPClose, *event.UDPFlow or *event.DNS.
-func (s *Sensor) Next() (any, error) {
-	raw, err := s.ring.ReadRaw()
-	if err != nil {
-		return nil, err
-	}
-	return s.dec.Decode(raw)
-}
-
-// Lost returns how many network records the kernel could not reserve since load.
-func (s *Sensor) Lost() (uint64, error) {
-	return sensor.Lost(s.objs.LostEvents, uint32(bpf.NetEventFamilyFAMILY_NETWORK))
 }
 
 // Programs returns the loaded programs by name, for measuring their run time.
@@ -219,19 +183,4 @@ func (s *Sensor) Programs() map[string]*ebpf.Program {
 		bpf.NetProgHandleRecvmsg4: s.objs.HandleRecvmsg4,
 		bpf.NetProgHandleRecvmsg6: s.objs.HandleRecvmsg6,
 	}
-}
-
-// Close detaches the programs, closes the ring buffer and unloads
-// everything. A blocked Next returns sensor.ErrClosed.
-func (s *Sensor) Close() error {
-	var errs []error
-	if s.ring != nil {
-		errs = append(errs, s.ring.Close())
-	}
-	for _, l := range s.links {
-		errs = append(errs, l.Close())
-	}
-	s.links = nil
-	errs = append(errs, s.objs.Close())
-	return errors.Join(errs...)
 }

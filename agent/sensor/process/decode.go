@@ -73,18 +73,7 @@ func (d *Decoder) wallTime(ktimeBoot uint64) time.Time {
 }
 
 func processOf(p *bpf.ProcessProcessInfo) event.Process {
-	return event.Process{
-		PID:       p.Pid,
-		TID:       p.Tid,
-		PPID:      p.Ppid,
-		UID:       p.Uid,
-		GID:       p.Gid,
-		EUID:      p.Euid,
-		LoginUID:  p.Loginuid,
-		StartTime: p.StartBoottime,
-		CgroupID:  p.CgroupId,
-		Comm:      sensor.CString(p.Comm[:]),
-	}
+	return sensor.ProcessOf(bpf.ProcessProcessInfo(*p))
 }
 
 // splitArgs splits NUL-separated argv bytes, keeping at most MaxArgs.

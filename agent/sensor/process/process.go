@@ -3,7 +3,6 @@
 package process
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -38,10 +37,9 @@ var Hooks = []string{"tp_btf/sched_process_fork", "tp_btf/sched_process_exec", "
 
 // Sensor is the loaded and attached process sensor. It implements sensor.Sensor.
 type Sensor struct {
-	objs  bpf.ProcessObjects
-	links []link.Link
-	ring  *sensor.Ring
-	dec   Decoder
+	sensor.Base
+	objs bpf.ProcessObjects
+	dec  Decoder
 }
 
 var _ sensor.Sensor = (*Sensor)(nil)
@@ -72,64 +70,22 @@ func Load(opts Options) (*Sensor, error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, sensor.LoadError("process", err)
 	}
+	s.Init("process", uint32(bpf.ProcessEventFamilyFAMILY_PROCESS), s.objs.LostEvents, &s.objs)
 
 	// Attach each program to its BTF-typed tracepoint.
-	for _, prog := range []*ebpf.Program{s.objs.HandleFork, s.objs.HandleExec, s.objs.HandleExit} {
+	for i, prog := range []*ebpf.Program{s.objs.HandleFork, s.objs.HandleExec, s.objs.HandleExit} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("attach %s: %w", prog, err)
+			return nil, fmt.Errorf("attach %s: %w", Hooks[i], err)
 		}
-		s.links = append(s.links, l)
+		s.Attach(l, Hooks[i])
 	}
 
 	// Open the ring buffer last, so nothing is read before all hooks are live.
-	s.ring, err = sensor.NewRing(s.objs.ProcessEvents, opts.PollInterval)
-	if err != nil {
+	if err := s.OpenRing(s.objs.ProcessEvents, opts.PollInterval, s.dec.Decode); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-// Name returns "process".
-func (s *Sensor) Name() string { return "process" }
-
-// Hooks returns the hooks the sensor attached to.
-func (s *Sensor) Hooks() []string { return Hooks }
-
-// SetDeadline bounds the wait of Next and ReadRaw.
-func (s *Sensor) SetDeadline(t time.Time) { s.ring.SetDeadline(t) }
-
-// ReadRaw blocks until the next record and returns its bytes, valid until
-// the next call.
-func (s *Sensor) ReadRaw() ([]byte, error) { return s.ring.ReadRaw() }
-
-// Next returns the next event: an *event.Fork, *event.Exec or *event.Exit.
-func (s *Sensor) Next() (any, error) {
-	raw, err := s.ring.ReadRaw()
-	if err != nil {
-		return nil, err
-	}
-	return s.dec.Decode(raw)
-}
-
-// Lost returns how many process records the kernel could not reserve since load.
-func (s *Sensor) Lost() (uint64, error) {
-	return sensor.Lost(s.objs.LostEvents, uint32(bpf.ProcessEventFamilyFAMILY_PROCESS))
-}
-
-// Close detaches the programs, closes the ring buffer and unloads
-// everything. A blocked Next returns sensor.ErrClosed.
-func (s *Sensor) Close() error {
-	var errs []error
-	if s.ring != nil {
-		errs = append(errs, s.ring.Close())
-	}
-	for _, l := range s.links {
-		errs = append(errs, l.Close())
-	}
-	s.links = nil
-	errs = append(errs, s.objs.Close())
-	return errors.Join(errs...)
 }
