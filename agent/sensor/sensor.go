@@ -55,7 +55,7 @@ type Gapped interface {
 // WakeupInterval is the least time between two records that wake a ring
 // buffer's reader (unless the ring is a quarter full): a storm of events
 // costs the traced tasks at most one wakeup per interval.
-const WakeupInterval = 10 * time.Millisecond
+const WakeupInterval = 50 * time.Millisecond
 
 // DefaultPollInterval is how often a reader looks at its ring without being
 // woken: records that came within WakeupInterval of a wakeup wait at most
