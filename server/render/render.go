@@ -252,7 +252,7 @@ func Process(p *vigilv1.Process) string {
 		parts = append(parts, "(memfd)")
 	}
 	for _, a := range p.GetArgs() {
-		parts = append(parts, quote(a))
+		parts = append(parts, quote(shorten(a)))
 	}
 	if p.GetArgsTruncated() {
 		parts = append(parts, "…")
@@ -261,6 +261,22 @@ func Process(p *vigilv1.Process) string {
 		parts = append(parts, fmt.Sprintf("(exited, status %d)", p.GetExitCode()))
 	}
 	return strings.Join(parts, " ")
+}
+
+// MaxArgShown is how many bytes of one argument a process line shows; the
+// rest is elided ("…"), so that one huge argument does not drown the tree.
+// --json shows every byte the agent kept.
+const MaxArgShown = 120
+
+func shorten(a string) string {
+	if len(a) <= MaxArgShown {
+		return a
+	}
+	cut := MaxArgShown
+	for cut > 0 && !utf8.RuneStart(a[cut]) {
+		cut--
+	}
+	return a[:cut] + "…"
 }
 
 // quote returns an argument as is when it is plain, Go-quoted when it is

@@ -188,3 +188,13 @@ func TestTerminalControlCharactersAreEscaped(t *testing.T) {
 		t.Errorf("printable text changed: %q", got)
 	}
 }
+
+func TestLongArgumentsAreElidedInTheTree(t *testing.T) {
+	inc := storetest.NewIncident("h", "exec-from-tmp", vigilv1.Severity_SEVERITY_MEDIUM)
+	long := strings.Repeat("x", 500)
+	inc.Process.Args = []string{"prog", long, "tail"}
+	want := "prog " + strings.Repeat("x", render.MaxArgShown) + "… tail"
+	if got := render.Process(inc.Process); !strings.Contains(got, want) {
+		t.Errorf("process line %q does not contain %q", got, want)
+	}
+}
