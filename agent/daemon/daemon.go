@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/proctree"
 	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/session"
 	"github.com/vigil-sensor/vigil/agent/transport"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -148,12 +149,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	engine.SetAllow(allow)
 	p := &pipeline{
-		log:     log,
-		tree:    tree,
-		engine:  engine,
-		builder: &incident.Builder{HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name},
-		send:    client.Send,
-		stats:   st,
+		log:      log,
+		tree:     tree,
+		engine:   engine,
+		builder:  &incident.Builder{HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name},
+		send:     client.Send,
+		stats:    st,
+		sessions: session.New(0),
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -242,12 +244,13 @@ func lostPerFamily(sensors []sensor.Sensor) map[string]uint64 {
 
 // pipeline is the per-event path: process tree, then detection, then incidents.
 type pipeline struct {
-	log     *slog.Logger
-	tree    *proctree.Tree
-	engine  *detect.Engine
-	builder *incident.Builder
-	send    func(*vigilv1.Incident) error
-	stats   *stats
+	log      *slog.Logger
+	tree     *proctree.Tree
+	engine   *detect.Engine
+	builder  *incident.Builder
+	send     func(*vigilv1.Incident) error
+	stats    *stats
+	sessions *session.Table
 }
 
 func (p *pipeline) handle(ev any) {
@@ -257,6 +260,7 @@ func (p *pipeline) handle(ev any) {
 	case *event.Exit:
 		p.tree.Exit(e)
 	case *event.Login:
+		p.sessions.Observe(e)
 		// Login detections come with the detection work; for now the log shows them.
 		p.log.Info("login", "op", e.Op.String(), "result", e.Result.String(), "service", e.Service, "user", e.User,
 			"remote_host", e.RemoteHost, "remote_user", e.RemoteUser, "tty", e.TTY, "pid", e.Process.PID)
@@ -273,7 +277,8 @@ func (p *pipeline) handle(ev any) {
 			parent = &pe
 		}
 		for _, m := range p.engine.Evaluate(e, parent) {
-			inc, err := p.builder.Build(m, e, entry, p.tree.Ancestors(entry.PID))
+			login, _ := p.sessions.Lookup(entry.SessionID)
+			inc, err := p.builder.Build(m, e, entry, p.tree.Ancestors(entry.PID), login)
 			if err != nil {
 				p.log.Error("build incident", "rule", m.Rule.ID, "error", err)
 				continue

@@ -23,6 +23,9 @@ type Process struct {
 	EUID uint32
 	// LoginUID is the audit login uid; NoLoginUID when unset.
 	LoginUID uint32
+	// SessionID is the audit session id, shared by every process of one
+	// login; NoSessionID when unset.
+	SessionID uint32
 	// StartTime is when the process started, in nanoseconds since boot
 	// (CLOCK_BOOTTIME), the clock /proc/<pid>/stat uses.
 	StartTime uint64

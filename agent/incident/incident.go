@@ -26,8 +26,9 @@ type Builder struct {
 }
 
 // Build returns the incident for match on exec x of process proc, whose
-// ancestors (parent first) are ancestors.
-func (b *Builder) Build(m detect.Match, x *event.Exec, proc proctree.Entry, ancestors []proctree.Entry) (*vigilv1.Incident, error) {
+// ancestors (parent first) are ancestors, within login session login (nil
+// when the process belongs to none the agent saw).
+func (b *Builder) Build(m detect.Match, x *event.Exec, proc proctree.Entry, ancestors []proctree.Entry, login *vigilv1.Login) (*vigilv1.Incident, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("make incident id: %w", err)
@@ -47,6 +48,7 @@ func (b *Builder) Build(m detect.Match, x *event.Exec, proc proctree.Entry, ance
 		RuleId:      m.Rule.ID,
 		Attack:      m.Rule.Attack,
 		Process:     b.process(&proc),
+		Login:       login,
 	}
 	for i := range ancestors {
 		inc.Ancestors = append(inc.Ancestors, b.process(&ancestors[i]))
@@ -62,6 +64,7 @@ func (b *Builder) process(e *proctree.Entry) *vigilv1.Process {
 		Uid:           e.UID,
 		Gid:           e.GID,
 		LoginUid:      e.LoginUID,
+		SessionId:     e.SessionID,
 		Comm:          e.Comm,
 		Exe:           e.Exe,
 		Args:          e.Args,

@@ -20,12 +20,13 @@ func TestBuildCarriesRuleProcessAndAncestry(t *testing.T) {
 	}}
 	rule := detect.Builtin()[1]
 	x := &event.Exec{Time: boot.Add(time.Hour), Exe: "/usr/bin/dash"}
-	proc := proctree.Entry{PID: 300, PPID: 200, StartTime: 5e9, UID: 33, Exe: "/usr/bin/dash", Args: []string{"sh", "-c", "id"}}
+	proc := proctree.Entry{PID: 300, PPID: 200, StartTime: 5e9, UID: 33, SessionID: 12, Exe: "/usr/bin/dash", Args: []string{"sh", "-c", "id"}}
+	login := &vigilv1.Login{SessionId: 12, Service: "sshd", User: "www-data", RemoteHost: "203.0.113.7"}
 	anc := []proctree.Entry{
 		{PID: 200, PPID: 1, UID: 33, Exe: "/usr/sbin/nginx", Args: []string{"nginx: worker process"}},
 		{PID: 1, Exe: "/usr/lib/systemd/systemd", Args: []string{"/sbin/init"}},
 	}
-	inc, err := b.Build(detect.Match{Rule: rule, Reason: "why", Repeats: 2}, x, proc, anc)
+	inc, err := b.Build(detect.Match{Rule: rule, Reason: "why", Repeats: 2}, x, proc, anc, login)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +48,9 @@ func TestBuildCarriesRuleProcessAndAncestry(t *testing.T) {
 	if p.Pid != 300 || p.Ppid != 200 || p.User != "www-data" || !slices.Equal(p.Args, []string{"sh", "-c", "id"}) ||
 		!p.StartTime.AsTime().Equal(boot.Add(5*time.Second)) {
 		t.Errorf("process %+v", p)
+	}
+	if inc.Login != login || p.SessionId != 12 {
+		t.Errorf("login %v, session id %d; want the login of session 12", inc.Login, p.SessionId)
 	}
 	if len(inc.Ancestors) != 2 || inc.Ancestors[0].Exe != "/usr/sbin/nginx" || inc.Ancestors[1].Pid != 1 || inc.Ancestors[1].User != "root" {
 		t.Errorf("ancestors %+v", inc.Ancestors)

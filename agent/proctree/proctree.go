@@ -39,6 +39,8 @@ type Entry struct {
 	StartTime uint64
 	// UID, GID and LoginUID are the process's ids at its last exec.
 	UID, GID, LoginUID uint32
+	// SessionID is the audit session id (event.NoSessionID when unset).
+	SessionID uint32
 	// Comm is the kernel's task name.
 	Comm string
 	// Exe is the executable path.
@@ -124,12 +126,8 @@ func ReadProc(procRoot string, pid uint32) (*Entry, error) {
 	if status, err := os.ReadFile(filepath.Join(dir, "status")); err == nil {
 		e.UID, e.GID = statusIDs(status)
 	}
-	e.LoginUID = event.NoLoginUID
-	if b, err := os.ReadFile(filepath.Join(dir, "loginuid")); err == nil {
-		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
-			e.LoginUID = uint32(v)
-		}
-	}
+	e.LoginUID = readID(filepath.Join(dir, "loginuid"), event.NoLoginUID)
+	e.SessionID = readID(filepath.Join(dir, "sessionid"), event.NoSessionID)
 	if exe, err := os.Readlink(filepath.Join(dir, "exe")); err == nil {
 		if strings.HasSuffix(exe, " (deleted)") {
 			e.ExeDeleted = true
@@ -145,6 +143,19 @@ func ReadProc(procRoot string, pid uint32) (*Entry, error) {
 		e.Cwd = cwd
 	}
 	return e, nil
+}
+
+// readID reads a number file such as /proc/<pid>/loginuid, or returns def.
+func readID(p string, def uint32) uint32 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return def
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return def
+	}
+	return uint32(v)
 }
 
 // parseStat reads comm, ppid and start time from /proc/<pid>/stat.
@@ -223,6 +234,7 @@ func (t *Tree) Fork(f *event.Fork) {
 		UID:       f.Process.UID,
 		GID:       f.Process.GID,
 		LoginUID:  f.Process.LoginUID,
+		SessionID: f.Process.SessionID,
 		Comm:      f.Process.Comm,
 		CgroupID:  f.Process.CgroupID,
 	}
@@ -244,6 +256,7 @@ func (t *Tree) Exec(x *event.Exec) Entry {
 		UID:           x.Process.UID,
 		GID:           x.Process.GID,
 		LoginUID:      x.Process.LoginUID,
+		SessionID:     x.Process.SessionID,
 		Comm:          x.Process.Comm,
 		Exe:           x.Exe,
 		Args:          x.Args,

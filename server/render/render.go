@@ -180,6 +180,9 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 	field("Host", host)
 	field("Rule", inc.GetRuleId())
 	field("ATT&CK", attack(inc.GetAttack()))
+	if l := inc.GetLogin(); l != nil {
+		field("Login", LoginLine(l))
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write incident: %w", err)
 	}
@@ -197,6 +200,21 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 		return fmt.Errorf("write incident: %w", err)
 	}
 	return nil
+}
+
+// LoginLine formats a login session as "sshd login of alice from
+// 203.0.113.7 on ssh at 2026-12-03T16:13:20Z (session 12, pid 4242)".
+func LoginLine(l *vigilv1.Login) string {
+	var b strings.Builder
+	b.WriteString(dash(l.GetService()) + " login of " + dash(l.GetUser()))
+	if h := l.GetRemoteHost(); h != "" {
+		b.WriteString(" from " + h)
+	}
+	if tty := l.GetTty(); tty != "" {
+		b.WriteString(" on " + tty)
+	}
+	fmt.Fprintf(&b, " at %s (session %d, pid %d)", Time(l.GetTime()), l.GetSessionId(), l.GetPid())
+	return b.String()
 }
 
 // attack formats an ATT&CK mapping as "TA0002 Execution / T1059.004 Unix Shell".

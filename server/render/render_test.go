@@ -198,3 +198,17 @@ func TestLongArgumentsAreElidedInTheTree(t *testing.T) {
 		t.Errorf("process line %q does not contain %q", got, want)
 	}
 }
+
+func TestShowNamesTheLogin(t *testing.T) {
+	inc := storetest.NewIncident("h", "exec-from-tmp", vigilv1.Severity_SEVERITY_MEDIUM)
+	inc.Login = &vigilv1.Login{SessionId: 12, Service: "sshd", User: "alice", RemoteHost: "203.0.113.7", Tty: "ssh",
+		Time: timestamppb.New(time.Date(2026, 12, 3, 16, 13, 20, 0, time.UTC)), Pid: 4242}
+	var b strings.Builder
+	if err := render.Show(&b, inc); err != nil {
+		t.Fatal(err)
+	}
+	want := "Login     sshd login of alice from 203.0.113.7 on ssh at 2026-12-03T16:13:20Z (session 12, pid 4242)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("show lacks %q:\n%s", want, b.String())
+	}
+}

@@ -127,7 +127,10 @@ type Process struct {
 	// exit_code is the wait status when the process has exited (see exited).
 	ExitCode int32 `protobuf:"varint,16,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// exited is set when the process had exited by the time the incident was built.
-	Exited        bool `protobuf:"varint,17,opt,name=exited,proto3" json:"exited,omitempty"`
+	Exited bool `protobuf:"varint,17,opt,name=exited,proto3" json:"exited,omitempty"`
+	// session_id is the audit session id (4294967295 outside any login
+	// session); every process of one login shares it.
+	SessionId     uint32 `protobuf:"varint,18,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +284,113 @@ func (x *Process) GetExited() bool {
 	return false
 }
 
+func (x *Process) GetSessionId() uint32 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+// Login is the login session a process belongs to: how the user got in.
+type Login struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// session_id is the audit session id the login opened.
+	SessionId uint32 `protobuf:"varint,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// service is the PAM service that opened it, e.g. "sshd", "login", "su".
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// user is the user who logged in.
+	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	// remote_host is where the login came from (PAM_RHOST), e.g. an address.
+	RemoteHost string `protobuf:"bytes,4,opt,name=remote_host,json=remoteHost,proto3" json:"remote_host,omitempty"`
+	// tty is the login's terminal, e.g. "ssh" or "/dev/pts/0".
+	Tty string `protobuf:"bytes,5,opt,name=tty,proto3" json:"tty,omitempty"`
+	// time is when the session was opened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
+	// pid is the process that opened the session (sshd's per-connection process).
+	Pid           uint32 `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Login) Reset() {
+	*x = Login{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Login) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Login) ProtoMessage() {}
+
+func (x *Login) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Login.ProtoReflect.Descriptor instead.
+func (*Login) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Login) GetSessionId() uint32 {
+	if x != nil {
+		return x.SessionId
+	}
+	return 0
+}
+
+func (x *Login) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *Login) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Login) GetRemoteHost() string {
+	if x != nil {
+		return x.RemoteHost
+	}
+	return ""
+}
+
+func (x *Login) GetTty() string {
+	if x != nil {
+		return x.Tty
+	}
+	return ""
+}
+
+func (x *Login) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Login) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 // Attack names the MITRE ATT&CK tactic and technique a detection maps to.
 type Attack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -298,7 +408,7 @@ type Attack struct {
 
 func (x *Attack) Reset() {
 	*x = Attack{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[1]
+	mi := &file_vigil_v1_incident_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +420,7 @@ func (x *Attack) String() string {
 func (*Attack) ProtoMessage() {}
 
 func (x *Attack) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[1]
+	mi := &file_vigil_v1_incident_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +433,7 @@ func (x *Attack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attack.ProtoReflect.Descriptor instead.
 func (*Attack) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{1}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Attack) GetTacticId() string {
@@ -379,6 +489,9 @@ type Incident struct {
 	Process *Process `protobuf:"bytes,10,opt,name=process,proto3" json:"process,omitempty"`
 	// ancestors are the process's parent, grandparent and so on, up to pid 1.
 	Ancestors []*Process `protobuf:"bytes,11,rep,name=ancestors,proto3" json:"ancestors,omitempty"`
+	// login is the login session the process belongs to, when the agent saw
+	// it open; unset for processes outside a login (services, boot).
+	Login *Login `protobuf:"bytes,12,opt,name=login,proto3" json:"login,omitempty"`
 	// cursor is the server's position of this incident in its store; it grows
 	// by one or more with each incident stored and is 0 until stored.
 	Cursor uint64 `protobuf:"varint,20,opt,name=cursor,proto3" json:"cursor,omitempty"`
@@ -390,7 +503,7 @@ type Incident struct {
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[2]
+	mi := &file_vigil_v1_incident_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +515,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[2]
+	mi := &file_vigil_v1_incident_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +528,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{2}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Incident) GetId() string {
@@ -495,6 +608,13 @@ func (x *Incident) GetAncestors() []*Process {
 	return nil
 }
 
+func (x *Incident) GetLogin() *Login {
+	if x != nil {
+		return x.Login
+	}
+	return nil
+}
+
 func (x *Incident) GetCursor() uint64 {
 	if x != nil {
 		return x.Cursor
@@ -524,7 +644,7 @@ type IncidentFilter struct {
 
 func (x *IncidentFilter) Reset() {
 	*x = IncidentFilter{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[3]
+	mi := &file_vigil_v1_incident_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +656,7 @@ func (x *IncidentFilter) String() string {
 func (*IncidentFilter) ProtoMessage() {}
 
 func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[3]
+	mi := &file_vigil_v1_incident_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +669,7 @@ func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentFilter.ProtoReflect.Descriptor instead.
 func (*IncidentFilter) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{3}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *IncidentFilter) GetHostId() string {
@@ -588,7 +708,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	mi := &file_vigil_v1_incident_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +720,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	mi := &file_vigil_v1_incident_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +733,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{4}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *IncidentFilter {
@@ -650,7 +770,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +782,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +795,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -703,7 +823,7 @@ type GetIncidentRequest struct {
 
 func (x *GetIncidentRequest) Reset() {
 	*x = GetIncidentRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +835,7 @@ func (x *GetIncidentRequest) String() string {
 func (*GetIncidentRequest) ProtoMessage() {}
 
 func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +848,7 @@ func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIncidentRequest.ProtoReflect.Descriptor instead.
 func (*GetIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetIncidentRequest) GetId() string {
@@ -753,7 +873,7 @@ type StreamIncidentsRequest struct {
 
 func (x *StreamIncidentsRequest) Reset() {
 	*x = StreamIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +885,7 @@ func (x *StreamIncidentsRequest) String() string {
 func (*StreamIncidentsRequest) ProtoMessage() {}
 
 func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +898,7 @@ func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*StreamIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamIncidentsRequest) GetFilter() *IncidentFilter {
@@ -799,7 +919,7 @@ var File_vigil_v1_incident_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\n" +
-	"\x17vigil/v1/incident.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x03\n" +
+	"\x17vigil/v1/incident.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x03\n" +
 	"\aProcess\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x12\n" +
 	"\x04ppid\x18\x02 \x01(\rR\x04ppid\x129\n" +
@@ -820,12 +940,24 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"exeDeleted\x12\x1b\n" +
 	"\texe_memfd\x18\x0f \x01(\bR\bexeMemfd\x12\x1b\n" +
 	"\texit_code\x18\x10 \x01(\x05R\bexitCode\x12\x16\n" +
-	"\x06exited\x18\x11 \x01(\bR\x06exited\"~\n" +
+	"\x06exited\x18\x11 \x01(\bR\x06exited\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x12 \x01(\rR\tsessionId\"\xc9\x01\n" +
+	"\x05Login\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\rR\tsessionId\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x1f\n" +
+	"\vremote_host\x18\x04 \x01(\tR\n" +
+	"remoteHost\x12\x10\n" +
+	"\x03tty\x18\x05 \x01(\tR\x03tty\x12.\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x10\n" +
+	"\x03pid\x18\a \x01(\rR\x03pid\"~\n" +
 	"\x06Attack\x12\x1b\n" +
 	"\ttactic_id\x18\x01 \x01(\tR\btacticId\x12\x16\n" +
 	"\x06tactic\x18\x02 \x01(\tR\x06tactic\x12!\n" +
 	"\ftechnique_id\x18\x03 \x01(\tR\vtechniqueId\x12\x1c\n" +
-	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\xe1\x03\n" +
+	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\x88\x04\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x1a\n" +
@@ -838,7 +970,8 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\x06attack\x18\t \x01(\v2\x10.vigil.v1.AttackR\x06attack\x12+\n" +
 	"\aprocess\x18\n" +
 	" \x01(\v2\x11.vigil.v1.ProcessR\aprocess\x12/\n" +
-	"\tancestors\x18\v \x03(\v2\x11.vigil.v1.ProcessR\tancestors\x12\x16\n" +
+	"\tancestors\x18\v \x03(\v2\x11.vigil.v1.ProcessR\tancestors\x12%\n" +
+	"\x05login\x18\f \x01(\v2\x0f.vigil.v1.LoginR\x05login\x12\x16\n" +
 	"\x06cursor\x18\x14 \x01(\x04R\x06cursor\x12?\n" +
 	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"y\n" +
 	"\x0eIncidentFilter\x12\x17\n" +
@@ -883,42 +1016,45 @@ func file_vigil_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_vigil_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_vigil_v1_incident_proto_goTypes = []any{
 	(Severity)(0),                  // 0: vigil.v1.Severity
 	(*Process)(nil),                // 1: vigil.v1.Process
-	(*Attack)(nil),                 // 2: vigil.v1.Attack
-	(*Incident)(nil),               // 3: vigil.v1.Incident
-	(*IncidentFilter)(nil),         // 4: vigil.v1.IncidentFilter
-	(*ListIncidentsRequest)(nil),   // 5: vigil.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),  // 6: vigil.v1.ListIncidentsResponse
-	(*GetIncidentRequest)(nil),     // 7: vigil.v1.GetIncidentRequest
-	(*StreamIncidentsRequest)(nil), // 8: vigil.v1.StreamIncidentsRequest
-	(*timestamppb.Timestamp)(nil),  // 9: google.protobuf.Timestamp
+	(*Login)(nil),                  // 2: vigil.v1.Login
+	(*Attack)(nil),                 // 3: vigil.v1.Attack
+	(*Incident)(nil),               // 4: vigil.v1.Incident
+	(*IncidentFilter)(nil),         // 5: vigil.v1.IncidentFilter
+	(*ListIncidentsRequest)(nil),   // 6: vigil.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),  // 7: vigil.v1.ListIncidentsResponse
+	(*GetIncidentRequest)(nil),     // 8: vigil.v1.GetIncidentRequest
+	(*StreamIncidentsRequest)(nil), // 9: vigil.v1.StreamIncidentsRequest
+	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
 }
 var file_vigil_v1_incident_proto_depIdxs = []int32{
-	9,  // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
-	9,  // 1: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
-	0,  // 2: vigil.v1.Incident.severity:type_name -> vigil.v1.Severity
-	2,  // 3: vigil.v1.Incident.attack:type_name -> vigil.v1.Attack
-	1,  // 4: vigil.v1.Incident.process:type_name -> vigil.v1.Process
-	1,  // 5: vigil.v1.Incident.ancestors:type_name -> vigil.v1.Process
-	9,  // 6: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
-	4,  // 8: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	3,  // 9: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
-	4,  // 10: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	5,  // 11: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
-	7,  // 12: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
-	8,  // 13: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
-	6,  // 14: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
-	3,  // 15: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
-	3,  // 16: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	10, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
+	10, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
+	0,  // 3: vigil.v1.Incident.severity:type_name -> vigil.v1.Severity
+	3,  // 4: vigil.v1.Incident.attack:type_name -> vigil.v1.Attack
+	1,  // 5: vigil.v1.Incident.process:type_name -> vigil.v1.Process
+	1,  // 6: vigil.v1.Incident.ancestors:type_name -> vigil.v1.Process
+	2,  // 7: vigil.v1.Incident.login:type_name -> vigil.v1.Login
+	10, // 8: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
+	0,  // 9: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
+	5,  // 10: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	4,  // 11: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
+	5,  // 12: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	6,  // 13: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
+	8,  // 14: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
+	9,  // 15: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
+	7,  // 16: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
+	4,  // 17: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
+	4,  // 18: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_incident_proto_init() }
@@ -932,7 +1068,7 @@ func file_vigil_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_incident_proto_rawDesc), len(file_vigil_v1_incident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
