@@ -1,6 +1,8 @@
 package login
 
 import (
+	"github.com/vigil-sensor/vigil/internal/testutil"
+
 	"errors"
 	"os/exec"
 	"strconv"
@@ -13,17 +15,17 @@ import (
 
 func TestSSHDPasswordLogins(t *testing.T) {
 	_, c := startSensor(t, Options{})
-	u := createUser(t)
-	port, sshd := startSSHD(t, u)
+	u := testutil.CreateUser(t)
+	port, sshd := testutil.StartSSHD(t, u)
 	forUser := func(op event.LoginOp) func(*event.Login) bool {
-		return func(ev *event.Login) bool { return ev.Op == op && ev.User == u.name }
+		return func(ev *event.Login) bool { return ev.Op == op && ev.User == u.Name }
 	}
 
 	// Three failed password logins, at once: each waits out PAM's failure delay.
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
-			_, err := sshLogin(t, port, u, "wrong-"+u.password, "true")
+			_, err := testutil.SSHLogin(t, port, u, "wrong-"+u.Password, "true")
 			var exitErr *exec.ExitError
 			// ssh gives up after its one password prompt: exit status 255.
 			if !errors.As(err, &exitErr) || exitErr.ExitCode() != 255 || !strings.Contains(string(exitErr.Stderr), "Permission denied") {
@@ -41,7 +43,7 @@ func TestSSHDPasswordLogins(t *testing.T) {
 		if ev.Result != event.PAMAuthErr {
 			t.Errorf("failed login: result %v, want PAM_AUTH_ERR", ev.Result)
 		}
-		checkItems(t, ev, "sshd", u.name, "", "127.0.0.1", "ssh")
+		checkItems(t, ev, "sshd", u.Name, "", "127.0.0.1", "ssh")
 		// Each connection has its own privileged sshd, a child of the listener.
 		checkProcess(t, "failed login", ev.Process, 0, 0, "sshd")
 		if ev.Process.PPID != uint32(sshd.Pid) {
@@ -59,7 +61,7 @@ func TestSSHDPasswordLogins(t *testing.T) {
 	}
 
 	// One successful login whose command reports its own audit session and login uid.
-	out, err := sshLogin(t, port, u, u.password, "cat /proc/self/sessionid; echo; cat /proc/self/loginuid")
+	out, err := testutil.SSHLogin(t, port, u, u.Password, "cat /proc/self/sessionid; echo; cat /proc/self/loginuid")
 	if err != nil {
 		t.Fatalf("ssh with the right password: %v", err)
 	}
@@ -69,8 +71,8 @@ func TestSSHDPasswordLogins(t *testing.T) {
 	}
 	remoteSession, _ := strconv.ParseUint(fields[0], 10, 32)
 	remoteLoginUID, _ := strconv.ParseUint(fields[1], 10, 32)
-	if uint32(remoteLoginUID) != u.uid {
-		t.Errorf("remote login uid = %d, want %d", remoteLoginUID, u.uid)
+	if uint32(remoteLoginUID) != u.UID {
+		t.Errorf("remote login uid = %d, want %d", remoteLoginUID, u.UID)
 	}
 
 	auth := c.waitN(t, "pam_authenticate", 4, forUser(event.LoginAuthenticate))[3]
@@ -81,7 +83,7 @@ func TestSSHDPasswordLogins(t *testing.T) {
 		if ev.Result != event.PAMSuccess || !ev.Succeeded() {
 			t.Errorf("%s: result %v, want PAM_SUCCESS", ev.Op, ev.Result)
 		}
-		checkItems(t, ev, "sshd", u.name, "", "127.0.0.1", "ssh")
+		checkItems(t, ev, "sshd", u.Name, "", "127.0.0.1", "ssh")
 		// The whole login is handled by one privileged sshd.
 		checkProcess(t, ev.Op.String(), ev.Process, auth.Process.PID, 0, "sshd")
 		if ev.Process.PPID != uint32(sshd.Pid) || ev.Process.StartTime != auth.Process.StartTime {
@@ -98,8 +100,8 @@ func TestSSHDPasswordLogins(t *testing.T) {
 	// user's login uid and a new audit session, which every process of the
 	// login inherits, as the remote command showed.
 	for _, ev := range []*event.Login{open, closed} {
-		if ev.Process.LoginUID != u.uid {
-			t.Errorf("%s: login uid %d, want %d", ev.Op, ev.Process.LoginUID, u.uid)
+		if ev.Process.LoginUID != u.UID {
+			t.Errorf("%s: login uid %d, want %d", ev.Op, ev.Process.LoginUID, u.UID)
 		}
 		if ev.SessionID != uint32(remoteSession) || ev.SessionID == event.NoSessionID {
 			t.Errorf("%s: session id %d, want the remote command's %d", ev.Op, ev.SessionID, remoteSession)

@@ -1,6 +1,8 @@
 package login
 
 import (
+	"github.com/vigil-sensor/vigil/internal/testutil"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -58,17 +60,17 @@ func readUntil(t *testing.T, master *os.File, want string) {
 	}
 }
 
-func asUser(u *testUser) *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: []uint32{u.gid}}}
+func asUser(u *testutil.TestUser) *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{u.GID}}}
 }
 
 func TestSuWrongPassword(t *testing.T) {
 	_, c := startSensor(t, Options{})
-	u := createUser(t)
+	u := testutil.CreateUser(t)
 	master, slave, tty := openPTY(t)
 
 	// The test user runs su on its own terminal and types a wrong password.
-	cmd := exec.Command("/usr/bin/su", "--command", "true", u.name)
+	cmd := exec.Command("/usr/bin/su", "--command", "true", u.Name)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
 	cmd.SysProcAttr = asUser(u)
@@ -78,7 +80,7 @@ func TestSuWrongPassword(t *testing.T) {
 		t.Fatalf("start su: %v", err)
 	}
 	readUntil(t, master, "Password:")
-	if _, err := master.Write([]byte("wrong-" + u.password + "\n")); err != nil {
+	if _, err := master.Write([]byte("wrong-" + u.Password + "\n")); err != nil {
 		t.Fatal(err)
 	}
 	readUntil(t, master, "Authentication failure")
@@ -94,10 +96,10 @@ func TestSuWrongPassword(t *testing.T) {
 		t.Errorf("su: result %v, want PAM_AUTH_ERR", ev.Result)
 	}
 	// su names the calling user as PAM_RUSER and the terminal as PAM_TTY.
-	checkItems(t, ev, "su", u.name, u.name, "", tty)
+	checkItems(t, ev, "su", u.Name, u.Name, "", tty)
 	// su is set-user-id root: real uid stays the caller's, effective is root.
-	if p := ev.Process; p.UID != u.uid || p.EUID != 0 || p.Comm != "su" || p.PPID != uint32(os.Getpid()) {
-		t.Errorf("su process: uid %d euid %d comm %q ppid %d, want %d, 0, su, %d", p.UID, p.EUID, p.Comm, p.PPID, u.uid, os.Getpid())
+	if p := ev.Process; p.UID != u.UID || p.EUID != 0 || p.Comm != "su" || p.PPID != uint32(os.Getpid()) {
+		t.Errorf("su process: uid %d euid %d comm %q ppid %d, want %d, 0, su, %d", p.UID, p.EUID, p.Comm, p.PPID, u.UID, os.Getpid())
 	}
 	// A failed authentication goes no further.
 	if n := len(c.waitN(t, "su pam_acct_mgmt", 0, func(ev *event.Login) bool {
@@ -108,13 +110,13 @@ func TestSuWrongPassword(t *testing.T) {
 }
 
 func TestSudoWithPassword(t *testing.T) {
-	requireTool(t, "/usr/bin/sudo", "sudo")
+	testutil.RequireTool(t, "/usr/bin/sudo", "sudo")
 	_, c := startSensor(t, Options{})
-	u := createUser(t)
+	u := testutil.CreateUser(t)
 
 	// A throwaway rule letting the test user run commands as nobody, with its password.
-	rule := filepath.Join("/etc/sudoers.d", u.name)
-	if err := os.WriteFile(rule, []byte(u.name+" ALL=(nobody) ALL\n"), 0o440); err != nil {
+	rule := filepath.Join("/etc/sudoers.d", u.Name)
+	if err := os.WriteFile(rule, []byte(u.Name+" ALL=(nobody) ALL\n"), 0o440); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -122,11 +124,11 @@ func TestSudoWithPassword(t *testing.T) {
 			t.Errorf("remove %s: %v", rule, err)
 		}
 	})
-	run(t, "", "visudo", "--check", "--file", rule)
+	testutil.Run(t, "", "visudo", "--check", "--file", rule)
 
 	// -S reads the password from standard input; -k ignores any cached credentials.
 	cmd := exec.Command("/usr/bin/sudo", "-k", "-S", "-p", "", "-u", "nobody", "/bin/true")
-	cmd.Stdin = strings.NewReader(u.password + "\n")
+	cmd.Stdin = strings.NewReader(u.Password + "\n")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
 	cmd.SysProcAttr = asUser(u)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -149,13 +151,13 @@ func TestSudoWithPassword(t *testing.T) {
 		// sudo authenticates and checks the invoking user (also PAM_RUSER),
 		// then makes the target user PAM_USER for the session; without a
 		// terminal it sets an empty PAM_TTY, and no PAM_RHOST.
-		wantUser := u.name
+		wantUser := u.Name
 		if op == event.LoginOpenSession || op == event.LoginCloseSession {
 			wantUser = "nobody"
 		}
-		checkItems(t, ev, "sudo", wantUser, u.name, "", "")
-		if p := ev.Process; p.UID != u.uid || p.EUID != 0 || p.Comm != "sudo" || p.PPID != uint32(os.Getpid()) {
-			t.Errorf("sudo %s process: uid %d euid %d comm %q ppid %d, want %d, 0, sudo, %d", op, p.UID, p.EUID, p.Comm, p.PPID, u.uid, os.Getpid())
+		checkItems(t, ev, "sudo", wantUser, u.Name, "", "")
+		if p := ev.Process; p.UID != u.UID || p.EUID != 0 || p.Comm != "sudo" || p.PPID != uint32(os.Getpid()) {
+			t.Errorf("sudo %s process: uid %d euid %d comm %q ppid %d, want %d, 0, sudo, %d", op, p.UID, p.EUID, p.Comm, p.PPID, u.UID, os.Getpid())
 		}
 		if prev != nil && !prev.Time.Before(ev.Time) {
 			t.Errorf("sudo %s at %v, not after %s at %v", op, ev.Time, prev.Op, prev.Time)
@@ -168,7 +170,7 @@ func TestSudoWithPassword(t *testing.T) {
 // handle layout whose caller_is offset is wrong: the sensor must report the
 // call, flag the mismatch and read no item through untrusted pointers.
 func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
-	requireTool(t, "/usr/bin/sudo", "sudo")
+	testutil.RequireTool(t, "/usr/bin/sudo", "sudo")
 	wrong := LinuxPAM64
 	wrong.CallerIs = 16 // the conversation pointer: never 1 or 2
 	s, c := startSensor(t, Options{Ops: []event.LoginOp{event.LoginAuthenticate}, Layout: &wrong})
@@ -176,14 +178,14 @@ func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
 	if hooks := s.Hooks(); len(hooks) != 2 || hooks[0] != "uretprobe:"+s.LibPAM()+":pam_authenticate" || hooks[1] != "uprobe:"+s.LibPAM()+":pam_authenticate" {
 		t.Errorf("hooks = %q, want the pam_authenticate uretprobe and uprobe", hooks)
 	}
-	u := createUser(t)
-	rule := filepath.Join("/etc/sudoers.d", u.name)
-	if err := os.WriteFile(rule, []byte(u.name+" ALL=(nobody) ALL\n"), 0o440); err != nil {
+	u := testutil.CreateUser(t)
+	rule := filepath.Join("/etc/sudoers.d", u.Name)
+	if err := os.WriteFile(rule, []byte(u.Name+" ALL=(nobody) ALL\n"), 0o440); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(rule) })
 	cmd := exec.Command("/usr/bin/sudo", "-k", "-S", "-p", "", "-u", "nobody", "/bin/true")
-	cmd.Stdin = strings.NewReader(u.password + "\n")
+	cmd.Stdin = strings.NewReader(u.Password + "\n")
 	cmd.SysProcAttr = asUser(u)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sudo: %v\n%s", err, out)
@@ -207,8 +209,8 @@ func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
 // check and session, no authentication) reports nothing, while runuser,
 // another PAM service, still does.
 func TestIgnoredServicesAreDroppedInKernel(t *testing.T) {
-	requireTool(t, "/usr/bin/sudo", "sudo")
-	requireTool(t, "/usr/sbin/runuser", "util-linux")
+	testutil.RequireTool(t, "/usr/bin/sudo", "sudo")
+	testutil.RequireTool(t, "/usr/sbin/runuser", "util-linux")
 	s, c := startSensor(t, Options{IgnoreServices: []string{"sudo", "cron"}})
 
 	sudo := exec.Command("/usr/bin/sudo", "-u", "nobody", "/bin/true")
