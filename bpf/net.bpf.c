@@ -12,8 +12,9 @@
  * UDP and DNS: a cgroup_skb egress program on the cgroup v2 root sees every
  * datagram sent (in the sending task), recvmsg4/6 programs see every datagram
  * a task receives with its source address; a LRU map of seen flows keeps one
- * event per flow. DNS payloads (port 53) are copied from the packets of both
- * directions and decoded in user space.
+ * event per flow. DNS payloads (port 53) are copied from the packets sent and
+ * from the datagrams queued to UDP sockets (sk_data_ready), and decoded in
+ * user space. Nothing runs for each received packet.
  */
 
 #include "vmlinux.h"
@@ -321,8 +322,8 @@ static __always_inline void emit_dns(struct __sk_buff *skb, struct net_tuple *t,
 }
 
 /*
- * handle_skb looks at one packet of a socket in the cgroup: everything but UDP
- * leaves after a few loads. Sent datagrams open UDP flows; port 53 is DNS.
+ * handle_skb looks at one packet a socket in the cgroup sends: everything but
+ * UDP leaves after a few loads. Sent datagrams open UDP flows; port 53 is DNS.
  */
 static __always_inline int handle_skb(struct __sk_buff *skb, bool egress)
 {
@@ -388,10 +389,93 @@ int handle_egress(struct __sk_buff *skb)
 	return handle_skb(skb, true);
 }
 
-SEC("cgroup_skb/ingress")
-int handle_ingress(struct __sk_buff *skb)
+/*
+ * emit_dns_queued copies the payload of a port-53 datagram queued to a
+ * socket: skb->data is the payload (the UDP header is pulled), the headers
+ * are at their offsets from skb->head. Only the linear part is copied: a
+ * payload (rarely) in page fragments is reported truncated.
+ */
+static __always_inline void emit_dns_queued(const struct sk_buff *skb, unsigned char *head,
+					    struct net_tuple *t)
 {
-	return handle_skb(skb, false);
+	__u32 off = (__u32)skb->transport_header + 8;
+	__u32 end = (__u32)(skb->data - head) + skb->len;
+	__u32 linear_end = end - skb->data_len;
+	if (off >= end)
+		return;
+	__u32 len = end - off;
+	__u32 flags = NET_INBOUND | NET_NO_PROCESS;
+	if (len > DNS_PAYLOAD_MAX) {
+		len = DNS_PAYLOAD_MAX;
+		flags |= NET_DNS_TRUNCATED;
+	}
+	if (off + len > linear_end) {
+		len = linear_end > off ? linear_end - off : 0;
+		flags |= NET_DNS_TRUNCATED;
+	}
+	struct dns_event *ev = bpf_ringbuf_reserve(&net_events, sizeof(*ev), 0);
+	if (!ev) {
+		count_lost(FAMILY_NETWORK);
+		return;
+	}
+	fill_header(&ev->hdr, EVENT_DNS);
+	/* Datagrams are queued in softirq: whatever task is current is not the receiver. */
+	__builtin_memset(&ev->proc, 0, sizeof(ev->proc));
+	ev->tuple = *t;
+	__u64 n = len;
+	if (n > 0) {
+		/* n is in [1, DNS_PAYLOAD_MAX]: say so in a way the verifier tracks. */
+		asm volatile("%[n] += -1; %[n] &= %[mask]; %[n] += 1"
+			     : [n] "+r"(n)
+			     : [mask] "i"(DNS_PAYLOAD_MAX - 1));
+		if (bpf_probe_read_kernel(ev->payload, n, head + off) < 0)
+			n = 0;
+	}
+	ev->payload_len = n;
+	ev->flags = flags;
+	submit_record(&net_events, ev);
+}
+
+/*
+ * handle_data_ready sees a socket told that data arrived: for a UDP socket,
+ * the datagram just queued is the last of its receive queue. Inbound DNS is
+ * taken from there, so that no program runs for every received packet; TCP
+ * sockets leave after one load.
+ */
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(handle_data_ready, const struct sock *sk)
+{
+	if (sk->sk_protocol != IPPROTO_UDP)
+		return 0;
+	struct sk_buff *skb = sk->sk_receive_queue.prev;
+	if (!skb || (void *)skb == (void *)&sk->sk_receive_queue)
+		return 0;
+	unsigned char *head = skb->head;
+	__be16 ports[2];
+	if (bpf_probe_read_kernel(ports, sizeof(ports), head + skb->transport_header))
+		return 0;
+	struct net_tuple t = {};
+	t.proto = IPPROTO_UDP;
+	t.lport = bpf_ntohs(ports[1]);
+	t.rport = bpf_ntohs(ports[0]);
+	if (t.lport != DNS_PORT && t.rport != DNS_PORT)
+		return 0;
+	unsigned char *ip = head + skb->network_header;
+	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		t.family = AF_INET6;
+		if (bpf_probe_read_kernel(t.raddr, 16, ip + 8) ||
+		    bpf_probe_read_kernel(t.laddr, 16, ip + 24))
+			return 0;
+	} else if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		t.family = AF_INET;
+		if (bpf_probe_read_kernel(t.raddr, 4, ip + 12) ||
+		    bpf_probe_read_kernel(t.laddr, 4, ip + 16))
+			return 0;
+	} else {
+		return 0;
+	}
+	emit_dns_queued(skb, head, &t);
+	return 0;
 }
 
 /*

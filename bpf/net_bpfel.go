@@ -142,8 +142,8 @@ const (
 	NetMapUdpFlows           = "udp_flows"
 	NetProgHandleAccept      = "handle_accept"
 	NetProgHandleAccept4     = "handle_accept4"
+	NetProgHandleDataReady   = "handle_data_ready"
 	NetProgHandleEgress      = "handle_egress"
-	NetProgHandleIngress     = "handle_ingress"
 	NetProgHandleRecvmsg4    = "handle_recvmsg4"
 	NetProgHandleRecvmsg6    = "handle_recvmsg6"
 	NetProgHandleSetState    = "handle_set_state"
@@ -202,13 +202,13 @@ type NetSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetProgramSpecs struct {
-	HandleAccept   *ebpf.ProgramSpec `ebpf:"handle_accept"`
-	HandleAccept4  *ebpf.ProgramSpec `ebpf:"handle_accept4"`
-	HandleEgress   *ebpf.ProgramSpec `ebpf:"handle_egress"`
-	HandleIngress  *ebpf.ProgramSpec `ebpf:"handle_ingress"`
-	HandleRecvmsg4 *ebpf.ProgramSpec `ebpf:"handle_recvmsg4"`
-	HandleRecvmsg6 *ebpf.ProgramSpec `ebpf:"handle_recvmsg6"`
-	HandleSetState *ebpf.ProgramSpec `ebpf:"handle_set_state"`
+	HandleAccept    *ebpf.ProgramSpec `ebpf:"handle_accept"`
+	HandleAccept4   *ebpf.ProgramSpec `ebpf:"handle_accept4"`
+	HandleDataReady *ebpf.ProgramSpec `ebpf:"handle_data_ready"`
+	HandleEgress    *ebpf.ProgramSpec `ebpf:"handle_egress"`
+	HandleRecvmsg4  *ebpf.ProgramSpec `ebpf:"handle_recvmsg4"`
+	HandleRecvmsg6  *ebpf.ProgramSpec `ebpf:"handle_recvmsg6"`
+	HandleSetState  *ebpf.ProgramSpec `ebpf:"handle_set_state"`
 }
 
 // NetMapSpecs contains maps before they are loaded into the kernel.
@@ -297,21 +297,21 @@ type NetVariables struct {
 //
 // It can be passed to LoadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetPrograms struct {
-	HandleAccept   *ebpf.Program `ebpf:"handle_accept"`
-	HandleAccept4  *ebpf.Program `ebpf:"handle_accept4"`
-	HandleEgress   *ebpf.Program `ebpf:"handle_egress"`
-	HandleIngress  *ebpf.Program `ebpf:"handle_ingress"`
-	HandleRecvmsg4 *ebpf.Program `ebpf:"handle_recvmsg4"`
-	HandleRecvmsg6 *ebpf.Program `ebpf:"handle_recvmsg6"`
-	HandleSetState *ebpf.Program `ebpf:"handle_set_state"`
+	HandleAccept    *ebpf.Program `ebpf:"handle_accept"`
+	HandleAccept4   *ebpf.Program `ebpf:"handle_accept4"`
+	HandleDataReady *ebpf.Program `ebpf:"handle_data_ready"`
+	HandleEgress    *ebpf.Program `ebpf:"handle_egress"`
+	HandleRecvmsg4  *ebpf.Program `ebpf:"handle_recvmsg4"`
+	HandleRecvmsg6  *ebpf.Program `ebpf:"handle_recvmsg6"`
+	HandleSetState  *ebpf.Program `ebpf:"handle_set_state"`
 }
 
 func (p *NetPrograms) Close() error {
 	return _NetClose(
 		p.HandleAccept,
 		p.HandleAccept4,
+		p.HandleDataReady,
 		p.HandleEgress,
-		p.HandleIngress,
 		p.HandleRecvmsg4,
 		p.HandleRecvmsg6,
 		p.HandleSetState,

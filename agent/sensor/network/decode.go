@@ -1,11 +1,13 @@
 package network
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/dns/dnsmessage"
 
@@ -24,16 +26,24 @@ const (
 type Decoder struct {
 	// BootTime is the wall-clock time of boot (CLOCK_BOOTTIME zero).
 	BootTime time.Time
+
+	// The comm of the last record and its string: a storm of events comes
+	// from few processes, so most records reuse it instead of allocating.
+	lastComm    [16]int8
+	lastCommStr string
 }
 
 // Decode decodes one record into an *event.TCPConnect, *event.TCPAccept,
 // *event.TCPClose, *event.UDPFlow or *event.DNS.
 func (d *Decoder) Decode(raw []byte) (any, error) {
-	var hdr bpf.NetEventHeader
-	if err := sensor.Into(&hdr, raw); err != nil {
-		return nil, err
+	// The type is all of the header needed before the record's own type.
+	const typeOff = unsafe.Offsetof(bpf.NetEventHeader{}.Type)
+	if len(raw) < int(unsafe.Sizeof(bpf.NetEventHeader{})) {
+		var hdr bpf.NetEventHeader
+		return nil, sensor.Into(&hdr, raw)
 	}
-	switch bpf.NetNetEventType(hdr.Type) {
+	typ := binary.LittleEndian.Uint32(raw[typeOff:])
+	switch bpf.NetNetEventType(typ) {
 	case bpf.NetNetEventTypeEVENT_TCP_CONNECT, bpf.NetNetEventTypeEVENT_TCP_ACCEPT, bpf.NetNetEventTypeEVENT_TCP_CLOSE:
 		var rec bpf.NetTcpEvent
 		if err := sensor.Into(&rec, raw); err != nil {
@@ -48,7 +58,7 @@ func (d *Decoder) Decode(raw []byte) (any, error) {
 		local, remote := endpoints(&rec.Tuple)
 		return &event.UDPFlow{
 			Time:      d.wallTime(rec.Hdr.KtimeBoot),
-			Process:   processOf(&rec.Proc),
+			Process:   d.processOf(&rec.Proc),
 			Direction: direction(rec.Flags),
 			Local:     local,
 			Remote:    remote,
@@ -60,7 +70,7 @@ func (d *Decoder) Decode(raw []byte) (any, error) {
 		}
 		return d.dns(&rec), nil
 	default:
-		return nil, fmt.Errorf("%w %d", sensor.ErrUnknownType, hdr.Type)
+		return nil, fmt.Errorf("%w %d", sensor.ErrUnknownType, typ)
 	}
 }
 
@@ -76,7 +86,7 @@ func (d *Decoder) tcp(rec *bpf.NetTcpEvent) any {
 	case bpf.NetNetEventTypeEVENT_TCP_CONNECT:
 		return &event.TCPConnect{
 			Time:    when,
-			Process: processOf(&rec.Proc),
+			Process: d.processOf(&rec.Proc),
 			Local:   local,
 			Remote:  remote,
 			Cookie:  rec.Cookie,
@@ -85,7 +95,7 @@ func (d *Decoder) tcp(rec *bpf.NetTcpEvent) any {
 	case bpf.NetNetEventTypeEVENT_TCP_ACCEPT:
 		return &event.TCPAccept{
 			Time:        when,
-			Process:     processOf(&rec.Proc),
+			Process:     d.processOf(&rec.Proc),
 			Local:       local,
 			Remote:      remote,
 			Cookie:      rec.Cookie,
@@ -94,7 +104,7 @@ func (d *Decoder) tcp(rec *bpf.NetTcpEvent) any {
 	default:
 		return &event.TCPClose{
 			Time:          when,
-			Process:       processOf(&rec.Proc),
+			Process:       d.processOf(&rec.Proc),
 			NoProcess:     flags&bpf.NetNetFlagsNET_NO_PROCESS != 0,
 			Direction:     direction(rec.Flags),
 			Local:         local,
@@ -112,7 +122,7 @@ func (d *Decoder) dns(rec *bpf.NetDnsEvent) *event.DNS {
 	local, remote := endpoints(&rec.Tuple)
 	ev := &event.DNS{
 		Time:      d.wallTime(rec.Hdr.KtimeBoot),
-		Process:   processOf(&rec.Proc),
+		Process:   d.processOf(&rec.Proc),
 		NoProcess: flags&bpf.NetNetFlagsNET_NO_PROCESS != 0,
 		Direction: direction(rec.Flags),
 		Local:     local,
@@ -215,6 +225,23 @@ func (d *Decoder) wallTime(ktimeBoot uint64) time.Time {
 	return d.BootTime.Add(time.Duration(ktimeBoot))
 }
 
-func processOf(p *bpf.NetProcessInfo) event.Process {
-	return sensor.ProcessOf(bpf.ProcessProcessInfo(*p))
+// processOf converts a record's process, reusing the last comm string.
+func (d *Decoder) processOf(p *bpf.NetProcessInfo) event.Process {
+	comm := d.lastCommStr
+	if p.Comm != d.lastComm || comm == "" {
+		comm = sensor.CString(p.Comm[:])
+		d.lastComm, d.lastCommStr = p.Comm, comm
+	}
+	return event.Process{
+		PID:       p.Pid,
+		TID:       p.Tid,
+		PPID:      p.Ppid,
+		UID:       p.Uid,
+		GID:       p.Gid,
+		EUID:      p.Euid,
+		LoginUID:  p.Loginuid,
+		StartTime: p.StartBoottime,
+		CgroupID:  p.CgroupId,
+		Comm:      comm,
+	}
 }

@@ -4,8 +4,10 @@
 //
 // TCP comes from the sock/inet_sock_set_state BTF tracepoint, with accepted
 // connections attributed at the exit of accept(2) and accept4(2). UDP flows
-// and DNS come from cgroup_skb programs and cgroup recvmsg4/6 programs
-// attached to the cgroup v2 root.
+// and DNS sent come from a cgroup_skb egress program and cgroup recvmsg4/6
+// programs attached to the cgroup v2 root; DNS received from the
+// sock/sk_data_ready BTF tracepoint, which sees each datagram queued to a
+// UDP socket (no program runs for every received packet).
 package network
 
 import (
@@ -41,9 +43,10 @@ type Options struct {
 	PollInterval time.Duration
 	// BootTime maps the kernel's since-boot timestamps to wall-clock time.
 	BootTime time.Time
-	// CgroupPath is the cgroup v2 directory the UDP and DNS programs attach
-	// to; they see the sockets of every cgroup below it. "" finds the cgroup
-	// v2 root in /proc/self/mountinfo.
+	// CgroupPath is the cgroup v2 directory the UDP flow and sent-DNS
+	// programs attach to; they see the sockets of every cgroup below it. ""
+	// finds the cgroup v2 root in /proc/self/mountinfo. Received DNS is seen
+	// for every socket.
 	CgroupPath string
 	// MaxTCPFlows bounds the TCP connections tracked (0: DefaultMaxTCPFlows).
 	MaxTCPFlows uint32
@@ -139,8 +142,18 @@ func Load(opts Options) (*Sensor, error) {
 		s.Attach(l, "tracepoint/syscalls/"+name)
 	}
 
-	// Packets of every socket below the cgroup: sent datagrams open UDP flows,
-	// DNS in both directions; received datagrams open inbound UDP flows.
+	// Datagrams queued to UDP sockets: received DNS.
+	if wantDNS {
+		l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.HandleDataReady})
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("attach sk_data_ready: %w", err)
+		}
+		s.Attach(l, "tp_btf/sk_data_ready")
+	}
+
+	// Packets sent by every socket below the cgroup: sent datagrams open UDP
+	// flows, and DNS; received datagrams open inbound UDP flows.
 	type cgroupProg struct {
 		prog   *ebpf.Program
 		attach ebpf.AttachType
@@ -149,7 +162,6 @@ func Load(opts Options) (*Sensor, error) {
 	}
 	for _, c := range []cgroupProg{
 		{s.objs.HandleEgress, ebpf.AttachCGroupInetEgress, "cgroup_skb/egress", wantUDP || wantDNS},
-		{s.objs.HandleIngress, ebpf.AttachCGroupInetIngress, "cgroup_skb/ingress", wantDNS},
 		{s.objs.HandleRecvmsg4, ebpf.AttachCGroupUDP4Recvmsg, "cgroup/recvmsg4", wantUDP},
 		{s.objs.HandleRecvmsg6, ebpf.AttachCGroupUDP6Recvmsg, "cgroup/recvmsg6", wantUDP},
 	} {
@@ -175,12 +187,12 @@ func Load(opts Options) (*Sensor, error) {
 // Programs returns the loaded programs by name, for measuring their run time.
 func (s *Sensor) Programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
-		bpf.NetProgHandleSetState: s.objs.HandleSetState,
-		bpf.NetProgHandleAccept:   s.objs.HandleAccept,
-		bpf.NetProgHandleAccept4:  s.objs.HandleAccept4,
-		bpf.NetProgHandleEgress:   s.objs.HandleEgress,
-		bpf.NetProgHandleIngress:  s.objs.HandleIngress,
-		bpf.NetProgHandleRecvmsg4: s.objs.HandleRecvmsg4,
-		bpf.NetProgHandleRecvmsg6: s.objs.HandleRecvmsg6,
+		bpf.NetProgHandleSetState:  s.objs.HandleSetState,
+		bpf.NetProgHandleAccept:    s.objs.HandleAccept,
+		bpf.NetProgHandleAccept4:   s.objs.HandleAccept4,
+		bpf.NetProgHandleEgress:    s.objs.HandleEgress,
+		bpf.NetProgHandleDataReady: s.objs.HandleDataReady,
+		bpf.NetProgHandleRecvmsg4:  s.objs.HandleRecvmsg4,
+		bpf.NetProgHandleRecvmsg6:  s.objs.HandleRecvmsg6,
 	}
 }
