@@ -7,7 +7,8 @@
  * TCP: inet_sock_set_state gives every state change of a socket. The
  * connecting task is current at SYN_SENT; the passive ESTABLISHED happens in
  * softirq, so an accepted connection is attributed when accept() returns it.
- * Per-socket state lives in an LRU hash keyed by the sock pointer.
+ * Per-connection state lives in an array slot picked by the socket cookie
+ * (an LRU hash when the slot is taken).
  *
  * UDP and DNS: a cgroup_skb egress program on the cgroup v2 root sees every
  * datagram sent (in the sending task), recvmsg4/6 programs see every datagram
@@ -39,7 +40,30 @@ struct {
 	__uint(max_entries, 4 * 1024 * 1024);
 } net_events SEC(".maps");
 
-/* TCP sockets being tracked, by struct sock pointer. The agent sizes it. */
+/*
+ * TCP sockets being tracked, by socket cookie (unique for the life of the
+ * host, handed out in sequence): slot cookie & tcp_slot_mask of tcp_slots,
+ * an array whose lookups the verifier inlines, claimed with a compare and
+ * swap. A connection whose slot is held by a live older one goes to the LRU
+ * hash tcp_flows instead. The agent sizes both (the array to a power of two)
+ * and sets the mask.
+ */
+#define TCP_SLOTS 65536
+
+volatile const __u64 tcp_slot_mask = TCP_SLOTS - 1;
+
+struct tcp_slot {
+	__u64 cookie; /* 0: free */
+	struct tcp_flow flow;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TCP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tcp_slot);
+} tcp_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
@@ -47,6 +71,46 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tcp_flow);
 } tcp_flows SEC(".maps");
+
+/* flow_claim returns zeroed state for the connection with cookie, or NULL when out of room. */
+static __always_inline struct tcp_flow *flow_claim(__u64 cookie)
+{
+	__u32 i = cookie & tcp_slot_mask;
+	struct tcp_slot *s = bpf_map_lookup_elem(&tcp_slots, &i);
+	if (s) {
+		__u64 old = __sync_val_compare_and_swap(&s->cookie, 0, cookie);
+		if (old == 0 || old == cookie) {
+			__builtin_memset(&s->flow, 0, sizeof(s->flow));
+			return &s->flow;
+		}
+	}
+	struct tcp_flow nf = {};
+	bpf_map_update_elem(&tcp_flows, &cookie, &nf, BPF_ANY);
+	return bpf_map_lookup_elem(&tcp_flows, &cookie);
+}
+
+/* flow_find returns the state of the connection with cookie, or NULL when it is not tracked. */
+static __always_inline struct tcp_flow *flow_find(__u64 cookie)
+{
+	__u32 i = cookie & tcp_slot_mask;
+	struct tcp_slot *s = bpf_map_lookup_elem(&tcp_slots, &i);
+	if (s && s->cookie == cookie)
+		return &s->flow;
+	return bpf_map_lookup_elem(&tcp_flows, &cookie);
+}
+
+/* flow_release forgets the connection with cookie. */
+static __always_inline void flow_release(__u64 cookie)
+{
+	__u32 i = cookie & tcp_slot_mask;
+	struct tcp_slot *s = bpf_map_lookup_elem(&tcp_slots, &i);
+	if (s && s->cookie == cookie) {
+		s->flow.flags = 0;
+		__sync_val_compare_and_swap(&s->cookie, cookie, 0);
+		return;
+	}
+	bpf_map_delete_elem(&tcp_flows, &cookie);
+}
 
 /* UDP flows already reported. The agent sizes it. */
 struct {
@@ -165,47 +229,60 @@ static __always_inline void emit_tcp(__u32 type, const struct sock *sk, struct t
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
+	struct tcp_flow *f;
+	__u64 cookie;
+
+	/* Only three target states matter; the others leave before any other load. */
+	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+		return 0;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	__u64 key = (__u64)sk;
-	struct tcp_flow *f;
 
 	switch (newstate) {
-	case TCP_SYN_SENT: {
+	case TCP_SYN_SENT:
 		/* connect() in the connecting task: remember who, before the port is even chosen. */
-		struct tcp_flow nf = {};
-		fill_process_btf(&nf.proc, bpf_get_current_task_btf());
-		nf.flags = NET_OUTBOUND;
-		bpf_map_update_elem(&tcp_flows, &key, &nf, BPF_ANY);
+		cookie = bpf_get_socket_cookie((void *)sk);
+		f = flow_claim(cookie);
+		if (!f)
+			return 0;
+		fill_process_btf(&f->proc, bpf_get_current_task_btf());
+		f->cookie = cookie;
+		f->flags = NET_OUTBOUND;
 		return 0;
-	}
 	case TCP_ESTABLISHED:
 		if (oldstate == TCP_SYN_SENT) {
 			/* Outbound: report now, maybe from softirq, with the remembered task. */
-			f = bpf_map_lookup_elem(&tcp_flows, &key);
-			if (!f)
+			cookie = sk->__sk_common.skc_cookie.counter; /* 0: never tracked */
+			if (!cookie)
+				return 0;
+			f = flow_find(cookie);
+			if (!f || !f->flags)
 				return 0;
 			f->established_boot = bpf_ktime_get_boot_ns();
-			f->cookie = bpf_get_socket_cookie((void *)sk);
 			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags, oldstate, true);
 		} else if (oldstate == TCP_SYN_RECV) {
 			/* Inbound, in softirq: reported when a task accepts it. */
-			struct tcp_flow nf = {};
-			nf.established_boot = bpf_ktime_get_boot_ns();
-			nf.cookie = bpf_get_socket_cookie((void *)sk);
-			nf.flags = NET_INBOUND | NET_NO_PROCESS;
-			bpf_map_update_elem(&tcp_flows, &key, &nf, BPF_ANY);
+			cookie = bpf_get_socket_cookie((void *)sk);
+			f = flow_claim(cookie);
+			if (!f)
+				return 0;
+			f->established_boot = bpf_ktime_get_boot_ns();
+			f->cookie = cookie;
+			f->flags = NET_INBOUND | NET_NO_PROCESS;
 		}
 		return 0;
 	case TCP_CLOSE:
-		f = bpf_map_lookup_elem(&tcp_flows, &key);
-		if (!f)
+		cookie = sk->__sk_common.skc_cookie.counter;
+		if (!cookie)
+			return 0;
+		f = flow_find(cookie);
+		if (!f || !f->flags)
 			return 0;
 		if (!f->established_boot)
 			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags | NET_CONNECT_FAILED, oldstate, true);
 		else
 			emit_tcp(EVENT_TCP_CLOSE, sk, f, f->flags, oldstate, true);
-		bpf_map_delete_elem(&tcp_flows, &key);
+		flow_release(cookie);
 		return 0;
 	}
 	return 0;
@@ -223,8 +300,11 @@ static __always_inline int on_accept(long fd)
 		return 0;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	struct sock *sk = BPF_CORE_READ(sock, sk);
-	__u64 key = (__u64)sk;
-	struct tcp_flow *f = bpf_map_lookup_elem(&tcp_flows, &key);
+	/* The cookie was handed out when the connection was established. */
+	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return 0;
+	struct tcp_flow *f = flow_find(cookie);
 	if (!f || !(f->flags & NET_NO_PROCESS))
 		return 0;
 	fill_process_btf(&f->proc, task);

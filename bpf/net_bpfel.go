@@ -112,6 +112,12 @@ type NetTcpFlow struct {
 	Pad             uint32
 }
 
+type NetTcpSlot struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Flow   NetTcpFlow
+}
+
 type NetUdpEvent struct {
 	_     structs.HostLayout
 	Hdr   NetEventHeader
@@ -139,6 +145,7 @@ const (
 	NetMapNetEvents          = "net_events"
 	NetMapPathScratchMap     = "path_scratch_map"
 	NetMapTcpFlows           = "tcp_flows"
+	NetMapTcpSlots           = "tcp_slots"
 	NetMapUdpFlows           = "udp_flows"
 	NetProgHandleAccept      = "handle_accept"
 	NetProgHandleAccept4     = "handle_accept4"
@@ -148,6 +155,7 @@ const (
 	NetProgHandleRecvmsg6    = "handle_recvmsg6"
 	NetProgHandleSetState    = "handle_set_state"
 	NetVarLastWakeupNs       = "last_wakeup_ns"
+	NetVarTcpSlotMask        = "tcp_slot_mask"
 	NetVarUnusedDnsEvent     = "unused_dns_event"
 	NetVarUnusedEventFamily  = "unused_event_family"
 	NetVarUnusedNetEventType = "unused_net_event_type"
@@ -219,6 +227,7 @@ type NetMapSpecs struct {
 	NetEvents      *ebpf.MapSpec `ebpf:"net_events"`
 	PathScratchMap *ebpf.MapSpec `ebpf:"path_scratch_map"`
 	TcpFlows       *ebpf.MapSpec `ebpf:"tcp_flows"`
+	TcpSlots       *ebpf.MapSpec `ebpf:"tcp_slots"`
 	UdpFlows       *ebpf.MapSpec `ebpf:"udp_flows"`
 }
 
@@ -227,6 +236,7 @@ type NetMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type NetVariableSpecs struct {
 	LastWakeupNs       *ebpf.VariableSpec `ebpf:"last_wakeup_ns"`
+	TcpSlotMask        *ebpf.VariableSpec `ebpf:"tcp_slot_mask"`
 	UnusedDnsEvent     *ebpf.VariableSpec `ebpf:"unused_dns_event"`
 	UnusedEventFamily  *ebpf.VariableSpec `ebpf:"unused_event_family"`
 	UnusedNetEventType *ebpf.VariableSpec `ebpf:"unused_net_event_type"`
@@ -263,6 +273,7 @@ type NetMaps struct {
 	NetEvents      *ebpf.Map `ebpf:"net_events"`
 	PathScratchMap *ebpf.Map `ebpf:"path_scratch_map"`
 	TcpFlows       *ebpf.Map `ebpf:"tcp_flows"`
+	TcpSlots       *ebpf.Map `ebpf:"tcp_slots"`
 	UdpFlows       *ebpf.Map `ebpf:"udp_flows"`
 }
 
@@ -272,6 +283,7 @@ func (m *NetMaps) Close() error {
 		m.NetEvents,
 		m.PathScratchMap,
 		m.TcpFlows,
+		m.TcpSlots,
 		m.UdpFlows,
 	)
 }
@@ -281,6 +293,7 @@ func (m *NetMaps) Close() error {
 // It can be passed to LoadNetObjects or ebpf.CollectionSpec.LoadAndAssign.
 type NetVariables struct {
 	LastWakeupNs       *ebpf.Variable `ebpf:"last_wakeup_ns"`
+	TcpSlotMask        *ebpf.Variable `ebpf:"tcp_slot_mask"`
 	UnusedDnsEvent     *ebpf.Variable `ebpf:"unused_dns_event"`
 	UnusedEventFamily  *ebpf.Variable `ebpf:"unused_event_family"`
 	UnusedNetEventType *ebpf.Variable `ebpf:"unused_net_event_type"`

@@ -24,9 +24,14 @@ import (
 // DefaultRingSize is the default size in bytes of the network ring buffer.
 const DefaultRingSize = 4 << 20
 
+// DefaultTCPSlots is the default size of the kernel's table of tracked TCP
+// connections, indexed by socket cookie: a connection whose slot is held by
+// a live older one is tracked in a hash of at most MaxTCPFlows instead.
+const DefaultTCPSlots = 65536
+
 // DefaultMaxTCPFlows is the default number of TCP connections tracked at
-// once; past it the least recently used connection is forgotten and its
-// close is not reported.
+// once beyond the slot table; past it the least recently used of those is
+// forgotten and its close is not reported.
 const DefaultMaxTCPFlows = 65536
 
 // DefaultMaxUDPFlows is the default number of UDP flows remembered as
@@ -48,7 +53,11 @@ type Options struct {
 	// finds the cgroup v2 root in /proc/self/mountinfo. Received DNS is seen
 	// for every socket.
 	CgroupPath string
-	// MaxTCPFlows bounds the TCP connections tracked (0: DefaultMaxTCPFlows).
+	// TCPSlots sizes the table of tracked TCP connections: a power of two
+	// (0: DefaultTCPSlots).
+	TCPSlots uint32
+	// MaxTCPFlows bounds the TCP connections tracked beyond the slot table
+	// (0: DefaultMaxTCPFlows).
 	MaxTCPFlows uint32
 	// MaxUDPFlows bounds the UDP flows remembered (0: DefaultMaxUDPFlows).
 	MaxUDPFlows uint32
@@ -83,6 +92,13 @@ func Load(opts Options) (*Sensor, error) {
 	if maxUDP == 0 {
 		maxUDP = DefaultMaxUDPFlows
 	}
+	slots := opts.TCPSlots
+	if slots == 0 {
+		slots = DefaultTCPSlots
+	}
+	if slots&(slots-1) != 0 {
+		return nil, fmt.Errorf("network: %d TCP slots: want a power of two", slots)
+	}
 	wantUDP, wantDNS := !opts.NoUDPFlows, !opts.NoDNS
 	cgroupPath := opts.CgroupPath
 	if cgroupPath == "" && (wantUDP || wantDNS) {
@@ -104,6 +120,10 @@ func Load(opts Options) (*Sensor, error) {
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	spec.Maps[bpf.NetMapTcpFlows].MaxEntries = maxTCP
+	spec.Maps[bpf.NetMapTcpSlots].MaxEntries = slots
+	if err := spec.Variables["tcp_slot_mask"].Set(uint64(slots - 1)); err != nil {
+		return nil, fmt.Errorf("network: set tcp_slot_mask: %w", err)
+	}
 	spec.Maps[bpf.NetMapUdpFlows].MaxEntries = maxUDP
 	for name, on := range map[string]bool{"want_udp_flows": wantUDP, "want_dns": wantDNS} {
 		v, ok := spec.Variables[name]

@@ -2,6 +2,7 @@ package network
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -117,14 +118,20 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 func TestTCPConnectAcceptClose(t *testing.T) {
-	_, c := startSensor(t, Options{})
-	p := newPair(t)
-	for _, tc := range []struct {
-		name           string
-		server, client netip.Addr
-	}{{"ipv4", p.a4, p.b4}, {"ipv6", p.a6, p.b6}} {
-		t.Run(tc.name, func(t *testing.T) {
-			testTCP(t, c, p, tc.server, tc.client)
+	// One slot: of the two ends of each connection, the second (the
+	// accepted one) is tracked in the overflow hash.
+	for _, slots := range []uint32{0, 1} {
+		t.Run(fmt.Sprintf("slots=%d", slots), func(t *testing.T) {
+			_, c := startSensor(t, Options{TCPSlots: slots})
+			p := newPair(t)
+			for _, tc := range []struct {
+				name           string
+				server, client netip.Addr
+			}{{"ipv4", p.a4, p.b4}, {"ipv6", p.a6, p.b6}} {
+				t.Run(tc.name, func(t *testing.T) {
+					testTCP(t, c, p, tc.server, tc.client)
+				})
+			}
 		})
 	}
 }
