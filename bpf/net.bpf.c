@@ -132,25 +132,7 @@ const enum event_family *unused_event_family __attribute__((unused));
 const enum net_event_type *unused_net_event_type __attribute__((unused));
 const enum net_flags *unused_net_flags __attribute__((unused));
 
-/* read_tuple reads the endpoints of a TCP socket (any kind of sock pointer). */
-static __always_inline void read_tuple(struct net_tuple *t, const struct sock *sk)
-{
-	__builtin_memset(t, 0, sizeof(*t));
-	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	t->proto = IPPROTO_TCP;
-	/* inet_sport, not skc_num: at CLOSE the port is already released (num is 0). */
-	t->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (t->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&t->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&t->raddr, sk, __sk_common.skc_v6_daddr);
-	} else {
-		BPF_CORE_READ_INTO((__u32 *)t->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)t->raddr, sk, __sk_common.skc_daddr);
-	}
-}
-
-/* read_tuple_btf is read_tuple for a BTF-typed TCP sock (tp_btf arguments): direct loads. */
+/* read_tuple_btf reads the endpoints of a BTF-typed TCP sock with direct loads. */
 static __always_inline void read_tuple_btf(struct net_tuple *t, const struct tcp_sock *tp)
 {
 	const struct sock_common *skc = &tp->inet_conn.icsk_inet.sk.__sk_common;
@@ -194,28 +176,48 @@ static __always_inline void payload_bytes(struct tcp_event *ev, const struct tcp
 	ev->bytes_received = received;
 }
 
-/* emit_tcp sends one TCP record about sk with the state kept in f; btf: sk is BTF-typed. */
+/* bpf_rdonly_cast views a kernel pointer as a BTF type, for direct (fault-safe) loads. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+/*
+ * submit_net commits a record: maps.h's submit_record with the record's own
+ * time (CLOCK_BOOTTIME) as the clock of the wakeup policy, one clock read per
+ * record instead of two. Every record of this object uses it, so that
+ * last_wakeup_ns keeps one clock.
+ */
+static __always_inline void submit_net(void *rec, __u64 now)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&net_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ||
+	    now - last_wakeup_ns >= wakeup_interval_ns) {
+		last_wakeup_ns = now;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	bpf_ringbuf_submit(rec, flags);
+}
+
+/*
+ * emit_tcp sends one TCP record, at time now (CLOCK_BOOTTIME), about the TCP
+ * sock sk with the state kept in f.
+ */
 static __always_inline void emit_tcp(__u32 type, const struct sock *sk, struct tcp_flow *f,
-				     __u32 flags, int oldstate, bool btf)
+				     __u32 flags, int oldstate, __u64 now)
 {
 	struct tcp_event *ev = bpf_ringbuf_reserve(&net_events, sizeof(*ev), 0);
 	if (!ev) {
 		count_lost(FAMILY_NETWORK);
 		return;
 	}
-	fill_header(&ev->hdr, type);
-	/* A connect is reported at the moment it was established. */
-	if (type == EVENT_TCP_CONNECT && f->established_boot)
-		ev->hdr.ktime_boot = f->established_boot;
+	ev->hdr.ktime_boot = now;
+	ev->hdr.type = type;
+	ev->hdr.cpu = bpf_get_smp_processor_id();
 	ev->proc = f->proc;
-	struct tcp_sock *tp = btf ? bpf_skc_to_tcp_sock((void *)sk) : NULL;
-	if (tp)
-		read_tuple_btf(&ev->tuple, tp);
-	else
-		read_tuple(&ev->tuple, sk);
+	/* Every sock tracked is a TCP sock: direct loads, no helper call. */
+	const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+	read_tuple_btf(&ev->tuple, tp);
 	ev->cookie = f->cookie;
 	ev->established_boot = f->established_boot;
-	if (type == EVENT_TCP_CLOSE && tp) {
+	if (type == EVENT_TCP_CLOSE) {
 		payload_bytes(ev, tp, oldstate, flags);
 	} else {
 		ev->bytes_acked = 0;
@@ -223,7 +225,7 @@ static __always_inline void emit_tcp(__u32 type, const struct sock *sk, struct t
 	}
 	ev->flags = flags;
 	ev->pad = 0;
-	submit_record(&net_events, ev);
+	submit_net(ev, now);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -258,8 +260,10 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			f = flow_find(cookie);
 			if (!f || !f->flags)
 				return 0;
-			f->established_boot = bpf_ktime_get_boot_ns();
-			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags, oldstate, true);
+			/* A connect is reported at the moment it was established. */
+			__u64 now = bpf_ktime_get_boot_ns();
+			f->established_boot = now;
+			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags, oldstate, now);
 		} else if (oldstate == TCP_SYN_RECV) {
 			/* Inbound, in softirq: reported when a task accepts it. */
 			cookie = bpf_get_socket_cookie((void *)sk);
@@ -278,10 +282,11 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		f = flow_find(cookie);
 		if (!f || !f->flags)
 			return 0;
+		__u64 now = bpf_ktime_get_boot_ns();
 		if (!f->established_boot)
-			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags | NET_CONNECT_FAILED, oldstate, true);
+			emit_tcp(EVENT_TCP_CONNECT, sk, f, f->flags | NET_CONNECT_FAILED, oldstate, now);
 		else
-			emit_tcp(EVENT_TCP_CLOSE, sk, f, f->flags, oldstate, true);
+			emit_tcp(EVENT_TCP_CLOSE, sk, f, f->flags, oldstate, now);
 		flow_release(cookie);
 		return 0;
 	}
@@ -298,10 +303,14 @@ static __always_inline int on_accept(long fd)
 	struct file *file = NULL;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return 0;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+	/* Direct (fault-safe) loads instead of one probe read per pointer. */
+	file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
+	struct socket *sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
+	struct sock *sk = sock->sk;
+	if (!sk)
+		return 0;
 	/* The cookie was handed out when the connection was established. */
-	__u64 cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
 		return 0;
 	struct tcp_flow *f = flow_find(cookie);
@@ -309,7 +318,7 @@ static __always_inline int on_accept(long fd)
 		return 0;
 	fill_process_btf(&f->proc, task);
 	f->flags &= ~NET_NO_PROCESS;
-	emit_tcp(EVENT_TCP_ACCEPT, sk, f, f->flags, 0, false);
+	emit_tcp(EVENT_TCP_ACCEPT, sk, f, f->flags, 0, bpf_ktime_get_boot_ns());
 	return 0;
 }
 
@@ -362,7 +371,7 @@ static __always_inline void emit_udp(struct net_tuple *t, __u32 flags)
 	ev->tuple = *t;
 	ev->flags = flags;
 	ev->pad = 0;
-	submit_record(&net_events, ev);
+	submit_net(ev, ev->hdr.ktime_boot);
 }
 
 /* emit_dns copies the UDP payload at off of a port-53 datagram. */
@@ -398,7 +407,7 @@ static __always_inline void emit_dns(struct __sk_buff *skb, struct net_tuple *t,
 		n = 0;
 	ev->payload_len = n;
 	ev->flags = flags;
-	submit_record(&net_events, ev);
+	submit_net(ev, ev->hdr.ktime_boot);
 }
 
 /*
@@ -513,7 +522,7 @@ static __always_inline void emit_dns_queued(const struct sk_buff *skb, unsigned 
 	}
 	ev->payload_len = n;
 	ev->flags = flags;
-	submit_record(&net_events, ev);
+	submit_net(ev, ev->hdr.ktime_boot);
 }
 
 /*
