@@ -93,7 +93,7 @@ type LoginProcessInfo struct {
 	Gid           uint32
 	Euid          uint32
 	Loginuid      uint32
-	Pad           uint32
+	Sessionid     uint32
 	StartBoottime uint64
 	CgroupId      uint64
 	Comm          [16]int8

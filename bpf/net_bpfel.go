@@ -84,7 +84,7 @@ type NetProcessInfo struct {
 	Gid           uint32
 	Euid          uint32
 	Loginuid      uint32
-	Pad           uint32
+	Sessionid     uint32
 	StartBoottime uint64
 	CgroupId      uint64
 	Comm          [16]int8

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/vigil-sensor/vigil/internal/sshtest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -595,5 +596,37 @@ func TestAgentCheckAndConfigErrors(t *testing.T) {
 	}
 	if want := bad + `: sensors.file.watch[1]: "home" is not an absolute path`; !strings.Contains(string(out), want) {
 		t.Errorf("broken config output %q lacks %q", out, want)
+	}
+}
+
+// TestIncidentNamesTheSSHLogin logs in over SSH to a private sshd as a
+// throwaway user, runs a program from /tmp in that login, and checks that
+// the incident names the login it came from.
+func TestIncidentNamesTheSSHLogin(t *testing.T) {
+	s := startStack(t)
+	sub := s.subscribe(t, 0)
+	u := sshtest.CreateUser(t)
+	port, _ := sshtest.StartSSHD(t, u)
+
+	payload := filepath.Join(tmpDir(t), "from-ssh")
+	copyTrue(t, payload)
+	if err := os.Chmod(filepath.Dir(payload), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sshtest.SSHLogin(t, port, u, u.Password, payload); err != nil {
+		t.Fatalf("ssh %s@127.0.0.1 %s: %v\n%s", u.Name, payload, err, out)
+	}
+	inc, _ := sub.next(t, 5*time.Second, "incident of the program run over SSH", func(inc *vigilv1.Incident) bool {
+		return inc.RuleId == "exec-from-tmp" && inc.GetProcess().GetExe() == payload
+	})
+	p, l := inc.GetProcess(), inc.GetLogin()
+	if p.Uid != u.UID || p.User != u.Name {
+		t.Errorf("process uid %d user %q, want %d %q", p.Uid, p.User, u.UID, u.Name)
+	}
+	if l == nil {
+		t.Fatalf("incident names no login; process session id %d", p.SessionId)
+	}
+	if l.Service != "sshd" || l.User != u.Name || l.RemoteHost != "127.0.0.1" || l.SessionId != p.SessionId || l.SessionId == ^uint32(0) {
+		t.Errorf("login %v (process session %d), want sshd login of %s from 127.0.0.1 in the process's session", l, p.SessionId, u.Name)
 	}
 }

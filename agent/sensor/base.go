@@ -119,6 +119,7 @@ func ProcessOf(p bpf.ProcessProcessInfo) event.Process {
 		GID:       p.Gid,
 		EUID:      p.Euid,
 		LoginUID:  p.Loginuid,
+		SessionID: p.Sessionid,
 		StartTime: p.StartBoottime,
 		CgroupID:  p.CgroupId,
 		Comm:      CString(p.Comm[:]),

@@ -25,7 +25,10 @@ static __always_inline void fill_process(struct process_info *info, struct task_
 		info->loginuid = BPF_CORE_READ(task, loginuid.val);
 	else
 		info->loginuid = (__u32)-1;
-	info->pad = 0;
+	if (bpf_core_field_exists(task->sessionid))
+		info->sessionid = BPF_CORE_READ(task, sessionid);
+	else
+		info->sessionid = (__u32)-1;
 	info->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
 	/* The task's own cgroup v2, not current's: a forked child may start in another one. */
 	info->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);

@@ -115,7 +115,10 @@ static __always_inline void fill_process_btf(struct process_info *info, struct t
 		info->loginuid = task->loginuid.val;
 	else
 		info->loginuid = (__u32)-1;
-	info->pad = 0;
+	if (bpf_core_field_exists(task->sessionid))
+		info->sessionid = task->sessionid;
+	else
+		info->sessionid = (__u32)-1;
 	info->start_boottime = task->group_leader->start_boottime;
 	info->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
 	__builtin_memcpy(info->comm, task->comm, TASK_COMM_LEN);

@@ -54,7 +54,7 @@ struct process_info {
 	__u32 gid;
 	__u32 euid;
 	__u32 loginuid;
-	__u32 pad;
+	__u32 sessionid; /* audit session id, shared by a login's processes; (u32)-1 when unset */
 	__u64 start_boottime; /* task start, ns since boot (what /proc/<pid>/stat reports) */
 	__u64 cgroup_id;
 	char comm[TASK_COMM_LEN];

@@ -1,7 +1,7 @@
 package login
 
 import (
-	"github.com/vigil-sensor/vigil/internal/testutil"
+	"github.com/vigil-sensor/vigil/internal/sshtest"
 
 	"errors"
 	"os/exec"
@@ -15,8 +15,8 @@ import (
 
 func TestSSHDPasswordLogins(t *testing.T) {
 	_, c := startSensor(t, Options{})
-	u := testutil.CreateUser(t)
-	port, sshd := testutil.StartSSHD(t, u)
+	u := sshtest.CreateUser(t)
+	port, sshd := sshtest.StartSSHD(t, u)
 	forUser := func(op event.LoginOp) func(*event.Login) bool {
 		return func(ev *event.Login) bool { return ev.Op == op && ev.User == u.Name }
 	}
@@ -25,7 +25,7 @@ func TestSSHDPasswordLogins(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
-			_, err := testutil.SSHLogin(t, port, u, "wrong-"+u.Password, "true")
+			_, err := sshtest.SSHLogin(t, port, u, "wrong-"+u.Password, "true")
 			var exitErr *exec.ExitError
 			// ssh gives up after its one password prompt: exit status 255.
 			if !errors.As(err, &exitErr) || exitErr.ExitCode() != 255 || !strings.Contains(string(exitErr.Stderr), "Permission denied") {
@@ -61,7 +61,7 @@ func TestSSHDPasswordLogins(t *testing.T) {
 	}
 
 	// One successful login whose command reports its own audit session and login uid.
-	out, err := testutil.SSHLogin(t, port, u, u.Password, "cat /proc/self/sessionid; echo; cat /proc/self/loginuid")
+	out, err := sshtest.SSHLogin(t, port, u, u.Password, "cat /proc/self/sessionid; echo; cat /proc/self/loginuid")
 	if err != nil {
 		t.Fatalf("ssh with the right password: %v", err)
 	}

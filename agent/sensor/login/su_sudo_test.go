@@ -1,7 +1,7 @@
 package login
 
 import (
-	"github.com/vigil-sensor/vigil/internal/testutil"
+	"github.com/vigil-sensor/vigil/internal/sshtest"
 
 	"bytes"
 	"errors"
@@ -60,13 +60,13 @@ func readUntil(t *testing.T, master *os.File, want string) {
 	}
 }
 
-func asUser(u *testutil.TestUser) *syscall.SysProcAttr {
+func asUser(u *sshtest.TestUser) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{u.GID}}}
 }
 
 func TestSuWrongPassword(t *testing.T) {
 	_, c := startSensor(t, Options{})
-	u := testutil.CreateUser(t)
+	u := sshtest.CreateUser(t)
 	master, slave, tty := openPTY(t)
 
 	// The test user runs su on its own terminal and types a wrong password.
@@ -110,9 +110,9 @@ func TestSuWrongPassword(t *testing.T) {
 }
 
 func TestSudoWithPassword(t *testing.T) {
-	testutil.RequireTool(t, "/usr/bin/sudo", "sudo")
+	sshtest.RequireTool(t, "/usr/bin/sudo", "sudo")
 	_, c := startSensor(t, Options{})
-	u := testutil.CreateUser(t)
+	u := sshtest.CreateUser(t)
 
 	// A throwaway rule letting the test user run commands as nobody, with its password.
 	rule := filepath.Join("/etc/sudoers.d", u.Name)
@@ -124,7 +124,7 @@ func TestSudoWithPassword(t *testing.T) {
 			t.Errorf("remove %s: %v", rule, err)
 		}
 	})
-	testutil.Run(t, "", "visudo", "--check", "--file", rule)
+	sshtest.Run(t, "", "visudo", "--check", "--file", rule)
 
 	// -S reads the password from standard input; -k ignores any cached credentials.
 	cmd := exec.Command("/usr/bin/sudo", "-k", "-S", "-p", "", "-u", "nobody", "/bin/true")
@@ -170,7 +170,7 @@ func TestSudoWithPassword(t *testing.T) {
 // handle layout whose caller_is offset is wrong: the sensor must report the
 // call, flag the mismatch and read no item through untrusted pointers.
 func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
-	testutil.RequireTool(t, "/usr/bin/sudo", "sudo")
+	sshtest.RequireTool(t, "/usr/bin/sudo", "sudo")
 	wrong := LinuxPAM64
 	wrong.CallerIs = 16 // the conversation pointer: never 1 or 2
 	s, c := startSensor(t, Options{Ops: []event.LoginOp{event.LoginAuthenticate}, Layout: &wrong})
@@ -178,7 +178,7 @@ func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
 	if hooks := s.Hooks(); len(hooks) != 2 || hooks[0] != "uretprobe:"+s.LibPAM()+":pam_authenticate" || hooks[1] != "uprobe:"+s.LibPAM()+":pam_authenticate" {
 		t.Errorf("hooks = %q, want the pam_authenticate uretprobe and uprobe", hooks)
 	}
-	u := testutil.CreateUser(t)
+	u := sshtest.CreateUser(t)
 	rule := filepath.Join("/etc/sudoers.d", u.Name)
 	if err := os.WriteFile(rule, []byte(u.Name+" ALL=(nobody) ALL\n"), 0o440); err != nil {
 		t.Fatal(err)
@@ -209,8 +209,8 @@ func TestOnlyAskedOpsAndLayoutCheck(t *testing.T) {
 // check and session, no authentication) reports nothing, while runuser,
 // another PAM service, still does.
 func TestIgnoredServicesAreDroppedInKernel(t *testing.T) {
-	testutil.RequireTool(t, "/usr/bin/sudo", "sudo")
-	testutil.RequireTool(t, "/usr/sbin/runuser", "util-linux")
+	sshtest.RequireTool(t, "/usr/bin/sudo", "sudo")
+	sshtest.RequireTool(t, "/usr/sbin/runuser", "util-linux")
 	s, c := startSensor(t, Options{IgnoreServices: []string{"sudo", "cron"}})
 
 	sudo := exec.Command("/usr/bin/sudo", "-u", "nobody", "/bin/true")

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,6 +132,19 @@ func TestExecAndExitEvents(t *testing.T) {
 	}
 	if ex.Process.UID != 65534 || ex.Process.EUID != 65534 || ex.Process.GID != 65533 {
 		t.Errorf("uid/euid/gid = %d/%d/%d, want 65534/65534/65533", ex.Process.UID, ex.Process.EUID, ex.Process.GID)
+	}
+	// The child inherits this test's audit session and login uid.
+	for _, id := range []struct {
+		file string
+		got  uint32
+	}{{"sessionid", ex.Process.SessionID}, {"loginuid", ex.Process.LoginUID}} {
+		b, err := os.ReadFile("/proc/self/" + id.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.TrimSpace(string(b)); strconv.FormatUint(uint64(id.got), 10) != want {
+			t.Errorf("%s = %d, want %s (inherited from this test)", id.file, id.got, want)
+		}
 	}
 	if ex.Process.Comm != "sh" {
 		t.Errorf("comm = %q, want sh", ex.Process.Comm)

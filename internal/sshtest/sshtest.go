@@ -1,4 +1,7 @@
-package testutil
+// Package sshtest gives tests real logins: throwaway local users and a
+// private sshd on a loopback port. It is apart from testutil because it
+// links os/user and net, which make a test binary dynamically linked.
+package sshtest
 
 import (
 	"bytes"
