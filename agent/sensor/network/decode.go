@@ -225,23 +225,15 @@ func (d *Decoder) wallTime(ktimeBoot uint64) time.Time {
 	return d.BootTime.Add(time.Duration(ktimeBoot))
 }
 
-// processOf converts a record's process, reusing the last comm string.
+// processOf converts a record's process as sensor.ProcessOf does, reusing
+// the last comm string instead of allocating one per record.
 func (d *Decoder) processOf(p *bpf.NetProcessInfo) event.Process {
-	comm := d.lastCommStr
-	if p.Comm != d.lastComm || comm == "" {
-		comm = sensor.CString(p.Comm[:])
-		d.lastComm, d.lastCommStr = p.Comm, comm
+	info := bpf.ProcessProcessInfo(*p)
+	info.Comm = [16]int8{} // converted below, without allocating when it repeats
+	proc := sensor.ProcessOf(info)
+	if p.Comm != d.lastComm || d.lastCommStr == "" {
+		d.lastComm, d.lastCommStr = p.Comm, sensor.CString(p.Comm[:])
 	}
-	return event.Process{
-		PID:       p.Pid,
-		TID:       p.Tid,
-		PPID:      p.Ppid,
-		UID:       p.Uid,
-		GID:       p.Gid,
-		EUID:      p.Euid,
-		LoginUID:  p.Loginuid,
-		StartTime: p.StartBoottime,
-		CgroupID:  p.CgroupId,
-		Comm:      comm,
-	}
+	proc.Comm = d.lastCommStr
+	return proc
 }

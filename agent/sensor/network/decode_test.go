@@ -1,9 +1,11 @@
 package network
 
 import (
+	"reflect"
 	"testing"
 	"unsafe"
 
+	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/bpf"
 )
 
@@ -13,6 +15,7 @@ func tcpRecord(typ bpf.NetNetEventType) []byte {
 	rec.Hdr.Type = uint32(typ)
 	rec.Hdr.KtimeBoot = 5_000_000_000
 	rec.Proc.Pid, rec.Proc.Tid, rec.Proc.Ppid = 1234, 1235, 1
+	rec.Proc.Uid, rec.Proc.Gid, rec.Proc.Euid, rec.Proc.Loginuid, rec.Proc.Sessionid = 1000, 1001, 1002, 1003, 7
 	rec.Proc.StartBoottime, rec.Proc.CgroupId = 4_000_000_000, 77
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&rec.Proc.Comm[0])), len(rec.Proc.Comm)), "loadgen")
 	rec.Tuple.Family, rec.Tuple.Proto = afInet, 6
@@ -42,5 +45,25 @@ func BenchmarkDecodeTCP(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestProcessOf checks that the decoder's comm-reusing conversion gives what
+// sensor.ProcessOf gives, for a new comm and for a repeated one.
+func TestProcessOf(t *testing.T) {
+	var rec bpf.NetTcpEvent
+	if err := sensor.Into(&rec, tcpRecord(bpf.NetNetEventTypeEVENT_TCP_CLOSE)); err != nil {
+		t.Fatal(err)
+	}
+	want := sensor.ProcessOf(bpf.ProcessProcessInfo(rec.Proc))
+	var d Decoder
+	for i := range 2 {
+		if got := d.processOf(&rec.Proc); !reflect.DeepEqual(got, want) {
+			t.Errorf("processOf (call %d) = %+v, want %+v", i+1, got, want)
+		}
+	}
+	rec.Proc.Comm = [16]int8{'s', 'h'}
+	if got := d.processOf(&rec.Proc); got.Comm != "sh" {
+		t.Errorf("processOf after a new comm: comm %q, want sh", got.Comm)
 	}
 }
