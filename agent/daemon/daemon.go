@@ -211,20 +211,26 @@ loop:
 // an error only when the sensor fails.
 func readLoop(ctx context.Context, s sensor.Sensor, events chan<- any, log *slog.Logger) error {
 	for ctx.Err() == nil {
-		// Wake up at least once a second to notice shutdown.
+		// Wake up at least once a second to notice shutdown; between those,
+		// records are read without looking at the clock.
 		s.SetDeadline(time.Now().Add(time.Second))
-		ev, err := s.Next()
-		switch {
-		case err == nil:
-			select {
-			case events <- ev:
-			case <-ctx.Done():
-				return nil
+		for {
+			ev, err := s.Next()
+			if err == nil {
+				select {
+				case events <- ev:
+					continue
+				case <-ctx.Done():
+					return nil
+				}
 			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-		case errors.Is(err, sensor.ErrShortRecord), errors.Is(err, sensor.ErrUnknownType):
-			log.Warn("undecodable event", "family", s.Name(), "error", err)
-		default:
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if errors.Is(err, sensor.ErrShortRecord) || errors.Is(err, sensor.ErrUnknownType) {
+				log.Warn("undecodable event", "family", s.Name(), "error", err)
+				continue
+			}
 			return fmt.Errorf("read %s events: %w", s.Name(), err)
 		}
 	}

@@ -128,7 +128,7 @@ type Ring struct {
 	deadline time.Time
 }
 
-// NewRing opens a reader on ring buffer map m; poll 0 means DefaultPollInterval.
+// NewRing opens a reader on ring buffer m; poll 0 means DefaultPollInterval.
 func NewRing(m *ebpf.Map, poll time.Duration) (*Ring, error) {
 	r, err := ringbuf.NewReader(m)
 	if err != nil {
@@ -137,7 +137,19 @@ func NewRing(m *ebpf.Map, poll time.Duration) (*Ring, error) {
 	if poll <= 0 {
 		poll = DefaultPollInterval
 	}
-	return &Ring{reader: r, poll: poll}, nil
+	ring := &Ring{reader: r, poll: poll}
+	ring.arm(time.Now())
+	return ring, nil
+}
+
+// arm sets when the reader stops waiting for a wakeup and looks anyway: the
+// next poll, or the caller's deadline if that comes first.
+func (r *Ring) arm(now time.Time) {
+	wait := now.Add(r.poll)
+	if !r.deadline.IsZero() && r.deadline.Before(wait) {
+		wait = r.deadline
+	}
+	r.reader.SetDeadline(wait)
 }
 
 // SetDeadline makes ReadRaw give up at t with an error that matches
@@ -145,27 +157,25 @@ func NewRing(m *ebpf.Map, poll time.Duration) (*Ring, error) {
 // from the reading goroutine.
 func (r *Ring) SetDeadline(t time.Time) {
 	r.deadline = t
+	r.arm(time.Now())
 }
 
 // ReadRaw blocks until the next record and returns its bytes, valid until
-// the next call. It returns ErrClosed after Close.
+// the next call. It returns ErrClosed after Close. Records are read in
+// batches: the clock is read only when the ring is drained, not per record.
 func (r *Ring) ReadRaw() ([]byte, error) {
 	for {
-		// Look at least every poll interval: the kernel does not wake the
-		// reader for each record.
-		wait := time.Now().Add(r.poll)
-		if !r.deadline.IsZero() && r.deadline.Before(wait) {
-			wait = r.deadline
-		}
-		r.reader.SetDeadline(wait)
 		err := r.reader.ReadInto(&r.rec)
 		switch {
 		case err == nil:
 			return r.rec.RawSample, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if !r.deadline.IsZero() && !time.Now().Before(r.deadline) {
+			// Drained, and the poll (or the caller's deadline) came.
+			now := time.Now()
+			if !r.deadline.IsZero() && !now.Before(r.deadline) {
 				return nil, err
 			}
+			r.arm(now)
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil, ErrClosed
 		default:
