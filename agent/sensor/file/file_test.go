@@ -22,7 +22,7 @@ import (
 
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
-	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/internal/sensortest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
@@ -191,9 +191,7 @@ func startHelper(t *testing.T, cgfd int, wait bool, mode string, args ...string)
 }
 
 // collector runs a loaded sensor and hands decoded events to the test.
-type collector struct {
-	events chan any
-}
+type collector = sensortest.Collector
 
 func load(t testing.TB, opts Options) *Sensor {
 	t.Helper()
@@ -216,46 +214,13 @@ func load(t testing.TB, opts Options) *Sensor {
 func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 	t.Helper()
 	s := load(t, opts)
-	c := &collector{events: make(chan any, 1<<16)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			ev, err := s.Next()
-			if errors.Is(err, sensor.ErrClosed) {
-				return
-			}
-			if err != nil {
-				t.Errorf("next: %v", err)
-				return
-			}
-			select {
-			case c.events <- ev:
-			default:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-done
-	})
-	return s, c
+	return s, sensortest.Collect(t, s)
 }
 
 // waitFor returns the first event that match accepts.
 func waitFor[T any](t *testing.T, c *collector, what string, match func(*T) bool) *T {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case ev := <-c.events:
-			if e, ok := ev.(*T); ok && match(e) {
-				return e
-			}
-		case <-deadline:
-			t.Fatalf("no %s event within 5s", what)
-		}
-	}
+	return sensortest.WaitFor(t, c, what, match)
 }
 
 // checkProcess checks the identity of an event caused by this test process.
@@ -531,8 +496,8 @@ func TestPtraceMemfdKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	for len(c.events) > 0 {
-		if k, ok := (<-c.events).(*event.Kill); ok && k.Process.PID == pid {
+	for len(c.Events) > 0 {
+		if k, ok := (<-c.Events).(*event.Kill); ok && k.Process.PID == pid {
 			t.Errorf("unexpected kill event %+v", *k)
 		}
 	}
@@ -629,8 +594,8 @@ func TestUnwatchedOpensStayInKernel(t *testing.T) {
 		t.Errorf("emitted: %d, want 1", got)
 	}
 	time.Sleep(50 * time.Millisecond)
-	for len(c.events) > 0 {
-		if e, ok := (<-c.events).(*event.File); ok && e.Process.PID == uint32(cmd.Process.Pid) {
+	for len(c.Events) > 0 {
+		if e, ok := (<-c.Events).(*event.File); ok && e.Process.PID == uint32(cmd.Process.Pid) {
 			t.Errorf("unexpected event %+v", *e)
 		}
 	}
@@ -720,8 +685,8 @@ func TestAllowListsDropInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	fileEvent(t, c, event.FileOpen, filepath.Join(root, "reported"))
-	for len(c.events) > 0 {
-		if e, ok := (<-c.events).(*event.File); ok && strings.HasSuffix(e.Path, "/by-sh") || ok && strings.HasSuffix(e.Path, "/dropped") {
+	for len(c.Events) > 0 {
+		if e, ok := (<-c.Events).(*event.File); ok && strings.HasSuffix(e.Path, "/by-sh") || ok && strings.HasSuffix(e.Path, "/dropped") {
 			t.Errorf("allow-listed event reported: %+v", *e)
 		}
 	}

@@ -15,15 +15,13 @@ import (
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
-	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/internal/sensortest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
 // collector runs a loaded sensor and hands decoded events to the test.
-type collector struct {
-	events chan any
-}
+type collector = sensortest.Collector
 
 func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 	t.Helper()
@@ -40,48 +38,14 @@ func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 	if err != nil {
 		t.Fatalf("load network sensor: %v", err)
 	}
-	c := &collector{events: make(chan any, 1<<16)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			ev, err := s.Next()
-			if errors.Is(err, sensor.ErrClosed) {
-				return
-			}
-			if err != nil {
-				t.Errorf("next: %v", err)
-				return
-			}
-			select {
-			case c.events <- ev:
-			default:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		<-done
-	})
+	c := sensortest.Collect(t, s)
 	return s, c
 }
 
 // waitFor returns the first event match accepts.
 func waitFor[T any](t *testing.T, c *collector, what string, match func(*T) bool) *T {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case ev := <-c.events:
-			if e, ok := ev.(*T); ok && match(e) {
-				return e
-			}
-		case <-deadline:
-			t.Fatalf("no %s event within 5s", what)
-		}
-	}
+	return sensortest.WaitFor(t, c, what, match)
 }
 
 var (

@@ -16,13 +16,12 @@ import (
 
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/internal/sensortest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
 // collector runs a loaded sensor and hands decoded events to the test.
-type collector struct {
-	events chan any
-}
+type collector = sensortest.Collector
 
 func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 	t.Helper()
@@ -31,64 +30,19 @@ func startSensor(t *testing.T, opts Options) (*Sensor, *collector) {
 	if err != nil {
 		t.Fatalf("load process sensor: %v", err)
 	}
-	c := &collector{events: make(chan any, 1<<16)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			ev, err := p.Next()
-			if errors.Is(err, sensor.ErrClosed) {
-				return
-			}
-			if err != nil {
-				t.Errorf("next: %v", err)
-				return
-			}
-			select {
-			case c.events <- ev:
-			default:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		<-done
-	})
-	return p, c
+	return p, sensortest.Collect(t, p)
 }
 
-// waitFor returns the first event for pid that match accepts.
-func (c *collector) waitFor(t *testing.T, what string, match func(any) bool) any {
+// execOf waits for the exec event of pid.
+func execOf(t *testing.T, c *collector, pid int) *event.Exec {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case ev := <-c.events:
-			if match(ev) {
-				return ev
-			}
-		case <-deadline:
-			t.Fatalf("no %s event within 5s", what)
-		}
-	}
+	return sensortest.WaitFor(t, c, "exec", func(e *event.Exec) bool { return e.Process.PID == uint32(pid) })
 }
 
-func (c *collector) exec(t *testing.T, pid int) *event.Exec {
+// exitOf waits for the exit event of pid.
+func exitOf(t *testing.T, c *collector, pid int) *event.Exit {
 	t.Helper()
-	return c.waitFor(t, "exec", func(ev any) bool {
-		e, ok := ev.(*event.Exec)
-		return ok && e.Process.PID == uint32(pid)
-	}).(*event.Exec)
-}
-
-func (c *collector) exit(t *testing.T, pid int) *event.Exit {
-	t.Helper()
-	return c.waitFor(t, "exit", func(ev any) bool {
-		e, ok := ev.(*event.Exit)
-		return ok && e.Process.PID == uint32(pid)
-	}).(*event.Exit)
+	return sensortest.WaitFor(t, c, "exit", func(e *event.Exit) bool { return e.Process.PID == uint32(pid) })
 }
 
 func TestExecAndExitEvents(t *testing.T) {
@@ -111,7 +65,7 @@ func TestExecAndExitEvents(t *testing.T) {
 	}
 	pid := cmd.Process.Pid
 
-	ex := c.exec(t, pid)
+	ex := execOf(t, c, pid)
 	if ex.Exe != wantExe {
 		t.Errorf("exe = %q, want %q", ex.Exe, wantExe)
 	}
@@ -159,7 +113,7 @@ func TestExecAndExitEvents(t *testing.T) {
 		t.Errorf("start time %d ns since boot is after uptime %d", ex.Process.StartTime, up)
 	}
 
-	exit := c.exit(t, pid)
+	exit := exitOf(t, c, pid)
 	if exit.ExitCode != 3<<8 {
 		t.Errorf("exit code = %#x, want %#x", exit.ExitCode, 3<<8)
 	}
@@ -175,20 +129,17 @@ func TestForkEventAndKilledExit(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	fork := c.waitFor(t, "fork", func(ev any) bool {
-		f, ok := ev.(*event.Fork)
-		return ok && f.Process.PID == uint32(pid)
-	}).(*event.Fork)
+	fork := sensortest.WaitFor(t, c, "fork", func(f *event.Fork) bool { return f.Process.PID == uint32(pid) })
 	if fork.Process.PPID != uint32(os.Getpid()) {
 		t.Errorf("fork ppid = %d, want %d", fork.Process.PPID, os.Getpid())
 	}
-	ex := c.exec(t, pid)
+	ex := execOf(t, c, pid)
 	if ex.Process.StartTime != fork.Process.StartTime {
 		t.Errorf("exec start time %d != fork start time %d", ex.Process.StartTime, fork.Process.StartTime)
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
-	if got := c.exit(t, pid).ExitCode; got != int32(syscall.SIGKILL) {
+	if got := exitOf(t, c, pid).ExitCode; got != int32(syscall.SIGKILL) {
 		t.Errorf("exit code = %#x, want %#x (killed by SIGKILL)", got, int32(syscall.SIGKILL))
 	}
 }
@@ -203,7 +154,7 @@ func TestArgsAreBoundedAndMarked(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	ex := c.exec(t, cmd.Process.Pid)
+	ex := execOf(t, c, cmd.Process.Pid)
 	if len(ex.Args) != MaxArgs || !ex.ArgsTruncated {
 		t.Fatalf("got %d args, truncated=%v; want %d, truncated", len(ex.Args), ex.ArgsTruncated, MaxArgs)
 	}
@@ -216,7 +167,7 @@ func TestArgsAreBoundedAndMarked(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	ex = c.exec(t, cmd.Process.Pid)
+	ex = execOf(t, c, cmd.Process.Pid)
 	if !ex.ArgsTruncated || len(ex.Args) != 2 || ex.Args[1] != long[:1024-len("/bin/true")-1] {
 		t.Errorf("long arg: truncated=%v, %d args, second %d bytes", ex.ArgsTruncated, len(ex.Args), len(ex.Args[len(ex.Args)-1]))
 	}
@@ -244,7 +195,7 @@ func TestMemfdAndDeletedExecutables(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	ex := c.exec(t, cmd.Process.Pid)
+	ex := execOf(t, c, cmd.Process.Pid)
 	if !ex.ExeMemfd || !ex.ExeDeleted || ex.Exe != "/memfd:vigil-test" {
 		t.Errorf("memfd exec: exe %q memfd=%v deleted=%v; want /memfd:vigil-test, both set", ex.Exe, ex.ExeMemfd, ex.ExeDeleted)
 	}
@@ -268,7 +219,7 @@ func TestMemfdAndDeletedExecutables(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	ex = c.exec(t, cmd.Process.Pid)
+	ex = execOf(t, c, cmd.Process.Pid)
 	if !ex.ExeDeleted || ex.ExeMemfd || ex.Exe != wantExe {
 		t.Errorf("deleted exec: exe %q deleted=%v memfd=%v; want %q, deleted only", ex.Exe, ex.ExeDeleted, ex.ExeMemfd, wantExe)
 	}
