@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -163,11 +164,11 @@ func Run(ctx context.Context, cfg Config) error {
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(ctx) }()
 
-	// One reader per family; the pipeline takes their events one at a time.
-	events := make(chan any, 4096)
+	// One reader per family, each handing its events straight to the
+	// pipeline, which takes them one at a time.
 	readErrs := make(chan error, len(sensors))
 	for _, s := range sensors {
-		go func() { readErrs <- readLoop(ctx, s, events, log) }()
+		go func() { readErrs <- readLoop(ctx, s, p.handleLocked, log) }()
 	}
 	log.Info("vigil-agent running", "version", Version, "host_id", hostID, "hostname", hostname,
 		"server", cfg.Agent.Server, "rules", len(p.engine.Rules()))
@@ -184,9 +185,6 @@ loop:
 		case err := <-readErrs:
 			runErr = err
 			break loop
-		case ev := <-events:
-			st.events.Add(1)
-			p.handle(ev)
 		case <-housekeeping.C:
 			tree.Prune()
 			for family, lost := range lostPerFamily(sensors) {
@@ -207,9 +205,9 @@ loop:
 	return runErr
 }
 
-// readLoop reads one sensor's events into events until ctx ends; it returns
-// an error only when the sensor fails.
-func readLoop(ctx context.Context, s sensor.Sensor, events chan<- any, log *slog.Logger) error {
+// readLoop reads one sensor's events and passes each to handle until ctx
+// ends; it returns an error only when the sensor fails.
+func readLoop(ctx context.Context, s sensor.Sensor, handle func(any), log *slog.Logger) error {
 	for ctx.Err() == nil {
 		// Wake up at least once a second to notice shutdown; between those,
 		// records are read without looking at the clock.
@@ -217,12 +215,8 @@ func readLoop(ctx context.Context, s sensor.Sensor, events chan<- any, log *slog
 		for {
 			ev, err := s.Next()
 			if err == nil {
-				select {
-				case events <- ev:
-					continue
-				case <-ctx.Done():
-					return nil
-				}
+				handle(ev)
+				continue
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
@@ -257,6 +251,17 @@ type pipeline struct {
 	send     func(*vigilv1.Incident) error
 	stats    *stats
 	sessions *session.Table
+
+	// mu makes the pipeline take one event at a time from every family's reader.
+	mu sync.Mutex
+}
+
+// handleLocked counts and handles one event; the family readers call it.
+func (p *pipeline) handleLocked(ev any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.events.Add(1)
+	p.handle(ev)
 }
 
 func (p *pipeline) handle(ev any) {
