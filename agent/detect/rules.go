@@ -5,6 +5,7 @@ package detect
 import (
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vigil-sensor/vigil/agent/event"
@@ -146,10 +147,10 @@ func shellFromNetworkService(c *Context) (string, bool) {
 		return "", false
 	}
 	if slices.Contains(NetworkServices, parent) || strings.HasPrefix(parent, "php-fpm") {
-		return "shell " + c.Exec.Exe + " started by network service " + parent + " (pid " + itoa(c.Parent.PID) + ")", true
+		return "shell " + c.Exec.Exe + " started by network service " + parent + " (pid " + strconv.FormatUint(uint64(c.Parent.PID), 10) + ")", true
 	}
 	if c.Probe != nil && c.Probe.Listening(c.Parent.PID, c.Parent.StartTime) {
-		return "shell " + c.Exec.Exe + " started by " + parent + " (pid " + itoa(c.Parent.PID) + "), which listens on a TCP port", true
+		return "shell " + c.Exec.Exe + " started by " + parent + " (pid " + strconv.FormatUint(uint64(c.Parent.PID), 10) + "), which listens on a TCP port", true
 	}
 	return "", false
 }
@@ -172,7 +173,7 @@ func shadowRead(c *Context) (string, bool) {
 	for _, arg := range argsAfter0(c.Exec) {
 		for _, f := range ShadowFiles {
 			if names(arg, f, c.Exec.Cwd) {
-				return tool + " was run on " + f + " (argument " + quote(arg) + ")", true
+				return tool + " was run on " + f + " (argument " + strconv.Quote(arg) + ")", true
 			}
 		}
 	}
@@ -253,19 +254,4 @@ func argsAfter0(x *event.Exec) []string {
 		return nil
 	}
 	return x.Args[1:]
-}
-
-func quote(s string) string { return "\"" + s + "\"" }
-
-func itoa(n uint32) string {
-	var b [10]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			return string(b[i:])
-		}
-	}
 }

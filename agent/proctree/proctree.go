@@ -137,7 +137,7 @@ func ReadProc(procRoot string, pid uint32) (*Entry, error) {
 		e.Exe = exe
 	}
 	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
-		e.Args, e.ArgsTruncated = splitCmdline(cmdline)
+		e.Args, e.ArgsTruncated = event.SplitArgv(cmdline)
 	}
 	if cwd, err := os.Readlink(filepath.Join(dir, "cwd")); err == nil {
 		e.Cwd = cwd
@@ -198,29 +198,6 @@ func statusIDs(status []byte) (uid, gid uint32) {
 		}
 	}
 	return uid, gid
-}
-
-// MaxArgs and MaxArgsBytes match the sensor's bounds on argv.
-const (
-	MaxArgs      = 16
-	MaxArgsBytes = 1024
-)
-
-// splitCmdline splits /proc/<pid>/cmdline within the sensor's bounds.
-func splitCmdline(b []byte) ([]string, bool) {
-	truncated := false
-	if len(b) > MaxArgsBytes {
-		b, truncated = b[:MaxArgsBytes], true
-	}
-	b = bytes.TrimSuffix(b, []byte{0})
-	if len(b) == 0 {
-		return nil, truncated
-	}
-	parts := strings.Split(string(b), "\x00")
-	if len(parts) > MaxArgs {
-		return parts[:MaxArgs], true
-	}
-	return parts, truncated
 }
 
 // Fork records a new process, a copy of its parent until it execs.

@@ -1,7 +1,6 @@
 package process
 
 import (
-	"bytes"
 	"fmt"
 	"time"
 
@@ -9,9 +8,6 @@ import (
 	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/bpf"
 )
-
-// MaxArgs is the most arguments an Exec event keeps; more mark it truncated.
-const MaxArgs = 16
 
 // Decoder turns raw process-family records into event values. BootTime maps
 // the kernel's since-boot timestamps to wall-clock time.
@@ -52,7 +48,7 @@ func (d *Decoder) Decode(raw []byte) (any, error) {
 
 func (d *Decoder) exec(rec *bpf.ProcessExecEvent) *event.Exec {
 	flags := bpf.ProcessExecFlags(rec.Flags)
-	args, truncated := splitArgs(sensor.Bytes(rec.Args[:], rec.ArgsLen))
+	args, truncated := event.SplitArgv(sensor.Bytes(rec.Args[:], rec.ArgsLen))
 	return &event.Exec{
 		Time:          d.wallTime(rec.Hdr.KtimeBoot),
 		Process:       processOf(&rec.Proc),
@@ -74,23 +70,4 @@ func (d *Decoder) wallTime(ktimeBoot uint64) time.Time {
 
 func processOf(p *bpf.ProcessProcessInfo) event.Process {
 	return sensor.ProcessOf(bpf.ProcessProcessInfo(*p))
-}
-
-// splitArgs splits NUL-separated argv bytes, keeping at most MaxArgs.
-func splitArgs(b []byte) ([]string, bool) {
-	b = bytes.TrimSuffix(b, []byte{0})
-	if len(b) == 0 {
-		return nil, false
-	}
-	parts := bytes.Split(b, []byte{0})
-	truncated := false
-	if len(parts) > MaxArgs {
-		parts = parts[:MaxArgs]
-		truncated = true
-	}
-	args := make([]string, len(parts))
-	for i, p := range parts {
-		args[i] = string(p)
-	}
-	return args, truncated
 }

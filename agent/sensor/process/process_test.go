@@ -155,8 +155,8 @@ func TestArgsAreBoundedAndMarked(t *testing.T) {
 		t.Fatal(err)
 	}
 	ex := execOf(t, c, cmd.Process.Pid)
-	if len(ex.Args) != MaxArgs || !ex.ArgsTruncated {
-		t.Fatalf("got %d args, truncated=%v; want %d, truncated", len(ex.Args), ex.ArgsTruncated, MaxArgs)
+	if len(ex.Args) != event.MaxArgs || !ex.ArgsTruncated {
+		t.Fatalf("got %d args, truncated=%v; want %d, truncated", len(ex.Args), ex.ArgsTruncated, event.MaxArgs)
 	}
 	if ex.Args[0] != "/bin/true" || ex.Args[15] != args[14] {
 		t.Errorf("args = %q", ex.Args)
