@@ -183,6 +183,15 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 	if l := inc.GetLogin(); l != nil {
 		field("Login", LoginLine(l))
 	}
+	if inc.GetScore() > 0 {
+		field("Score", strconv.FormatFloat(inc.GetScore(), 'f', 1, 64)+" / 100")
+	}
+	if r := inc.GetRevision(); r > 1 {
+		field("Revision", strconv.FormatUint(uint64(r), 10)+" (updated as correlated signals arrived)")
+	}
+	if c := inc.GetCause(); c != "" {
+		field("Cause", Printable(c))
+	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write incident: %w", err)
 	}
@@ -194,12 +203,45 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 			b.WriteString("  " + Printable(strings.TrimRight(line, "\n")) + "\n")
 		}
 	}
+	if sigs := inc.GetSignals(); len(sigs) > 0 {
+		b.WriteString("\nTimeline\n")
+		b.WriteString(Timeline(sigs))
+	}
 	b.WriteString("\nProcess tree\n")
 	b.WriteString(Tree(inc))
+	if acts := inc.GetRecommendedActions(); len(acts) > 0 {
+		b.WriteString("\nRecommended actions\n")
+		for i, a := range acts {
+			fmt.Fprintf(&b, "  %d. %s %s: %s\n", i+1, Printable(a.GetAction()), Printable(a.GetTarget()), Printable(a.GetReason()))
+		}
+	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write incident: %w", err)
 	}
 	return nil
+}
+
+// Timeline formats an incident's signals, oldest first, one a line:
+// "TIME SEVERITY RULE [TECHNIQUE] pid PID EXE: REASON (N repeats)".
+func Timeline(sigs []*vigilv1.Signal) string {
+	var b strings.Builder
+	for _, s := range sigs {
+		fmt.Fprintf(&b, "  %s  %-8s %s", Time(s.GetTime()), Severity(s.GetSeverity()), Printable(s.GetRuleId()))
+		if t := s.GetAttack().GetTechniqueId(); t != "" {
+			b.WriteString(" [" + Printable(t) + "]")
+		}
+		if s.GetPid() != 0 {
+			fmt.Fprintf(&b, " pid %d %s", s.GetPid(), Printable(s.GetExe()))
+		} else if h := s.GetRemoteHost(); h != "" {
+			b.WriteString(" from " + Printable(h))
+		}
+		b.WriteString(": " + Printable(s.GetReason()))
+		if n := s.GetRepeats(); n > 0 {
+			fmt.Fprintf(&b, " (%d repeats)", n)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // LoginLine formats a login session as "sshd login of alice from

@@ -212,3 +212,35 @@ func TestShowNamesTheLogin(t *testing.T) {
 		t.Errorf("show lacks %q:\n%s", want, b.String())
 	}
 }
+
+func TestShowTellsTheStory(t *testing.T) {
+	inc := fixed(id1, 12)
+	inc.Score = 93.75
+	inc.Revision = 3
+	inc.Cause = "A login to alice over sshd from 127.0.0.1, after 5 failed passwords from that address, started bash -> cat."
+	inc.Signals = []*vigilv1.Signal{
+		{Time: timestamppb.New(time.Date(2026, 3, 14, 9, 26, 40, 0, time.UTC)), RuleId: "ssh-brute-force", Severity: vigilv1.Severity_SEVERITY_MEDIUM,
+			Attack: &vigilv1.Attack{TechniqueId: "T1110.001"}, RemoteHost: "127.0.0.1", Reason: "5 failed passwords\x1b[2J", Repeats: 2},
+		{Time: timestamppb.New(time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)), RuleId: "shadow-file-read", Severity: vigilv1.Severity_SEVERITY_HIGH,
+			Attack: &vigilv1.Attack{TechniqueId: "T1003.008"}, Pid: 4243, Exe: "/usr/bin/cat", Reason: "cat read /etc/shadow"},
+	}
+	inc.RecommendedActions = []*vigilv1.RecommendedAction{{Action: "block_source", Target: "addr:127.0.0.1", Reason: "the failed logins came from there"}}
+	var buf bytes.Buffer
+	if err := render.Show(&buf, inc); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	for _, want := range []string{
+		"Score     93.8 / 100\n",
+		"Revision  3 (updated as correlated signals arrived)\n",
+		"Cause     A login to alice over sshd from 127.0.0.1, after 5 failed passwords from that address, started bash -> cat.\n",
+		"\nTimeline\n" +
+			"  2026-03-14T09:26:40Z  medium   ssh-brute-force [T1110.001] from 127.0.0.1: 5 failed passwords\\x1b[2J (2 repeats)\n" +
+			"  2026-03-14T09:26:53Z  high     shadow-file-read [T1003.008] pid 4243 /usr/bin/cat: cat read /etc/shadow\n",
+		"\nRecommended actions\n  1. block_source addr:127.0.0.1: the failed logins came from there\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("show lacks %q:\n%s", want, got)
+		}
+	}
+}

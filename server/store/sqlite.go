@@ -18,7 +18,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer
 // server is refused rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS incidents (
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS incidents (
 	severity    INTEGER NOT NULL,
 	rule_id     TEXT    NOT NULL,
 	received_ns INTEGER NOT NULL,
-	body        BLOB    NOT NULL
+	body        BLOB    NOT NULL,
+	revision    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS incidents_host_cursor ON incidents (host_id, cursor);
 CREATE INDEX IF NOT EXISTS incidents_rule_cursor ON incidents (rule_id, cursor);
@@ -75,7 +76,10 @@ func dsn(path string) string {
 	return "file:" + esc +
 		"?_pragma=busy_timeout(" + fmt.Sprint(busyTimeout.Milliseconds()) + ")" +
 		"&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(NORMAL)"
+		"&_pragma=synchronous(NORMAL)" +
+		// Put reads then writes in one transaction: take the write lock at
+		// BEGIN so two Puts wait for each other instead of failing.
+		"&_txlock=immediate"
 }
 
 // init checks the schema version and creates the schema.
@@ -96,6 +100,12 @@ func (s *SQLite) init(ctx context.Context) error {
 	}
 	if _, err := s.db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
+	}
+	if version == 1 {
+		// Version 1 had no revisions: every stored incident is revision 0.
+		if _, err := s.db.ExecContext(ctx, `ALTER TABLE incidents ADD COLUMN revision INTEGER NOT NULL DEFAULT 0`); err != nil {
+			return fmt.Errorf("upgrade schema 1 to 2: %w", err)
+		}
 	}
 	if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return fmt.Errorf("write schema version: %w", err)
@@ -118,27 +128,41 @@ func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, 
 	if err != nil {
 		return 0, false, fmt.Errorf("marshal incident %s: %w", inc.GetId(), err)
 	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, false, fmt.Errorf("store incident %s: %w", inc.GetId(), err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	var cursor int64
-	err = s.db.QueryRowContext(ctx,
-		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body)
-		 VALUES (?, ?, ?, ?, ?, ?)
-		 ON CONFLICT (id) DO NOTHING
-		 RETURNING cursor`,
-		inc.GetId(), inc.GetHostId(), int32(inc.GetSeverity()), inc.GetRuleId(), time.Now().UnixNano(), blob,
-	).Scan(&cursor)
+	var revision uint32
+	err = tx.QueryRowContext(ctx, `SELECT cursor, revision FROM incidents WHERE id = ?`, inc.GetId()).Scan(&cursor, &revision)
 	switch {
-	case err == nil:
-		s.notify.Notify()
-		return uint64(cursor), true, nil
-	case errors.Is(err, sql.ErrNoRows):
-		// The id is already stored: hand back its cursor.
-		if err := s.db.QueryRowContext(ctx, `SELECT cursor FROM incidents WHERE id = ?`, inc.GetId()).Scan(&cursor); err != nil {
-			return 0, false, fmt.Errorf("look up duplicate incident %s: %w", inc.GetId(), err)
-		}
+	case err == nil && inc.GetRevision() <= revision:
+		// A resend, or an older revision arriving late: keep what is stored.
 		return uint64(cursor), false, nil
-	default:
+	case err == nil:
+		// A newer revision replaces the stored one at a new cursor, so that
+		// streams deliver the update.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM incidents WHERE id = ?`, inc.GetId()); err != nil {
+			return 0, false, fmt.Errorf("replace incident %s: %w", inc.GetId(), err)
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return 0, false, fmt.Errorf("look up incident %s: %w", inc.GetId(), err)
+	}
+	err = tx.QueryRowContext(ctx,
+		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body, revision)
+		 VALUES (?, ?, ?, ?, ?, ?, ?)
+		 RETURNING cursor`,
+		inc.GetId(), inc.GetHostId(), int32(inc.GetSeverity()), inc.GetRuleId(), time.Now().UnixNano(), blob, inc.GetRevision(),
+	).Scan(&cursor)
+	if err != nil {
 		return 0, false, fmt.Errorf("insert incident %s: %w", inc.GetId(), err)
 	}
+	if err := tx.Commit(); err != nil {
+		return 0, false, fmt.Errorf("commit incident %s: %w", inc.GetId(), err)
+	}
+	s.notify.Notify()
+	return uint64(cursor), true, nil
 }
 
 // Get implements Store.

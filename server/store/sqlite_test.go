@@ -1,12 +1,17 @@
 package store_test
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/store"
 	"github.com/vigil-sensor/vigil/server/store/storetest"
 )
@@ -56,5 +61,50 @@ func TestOpenSQLiteErrors(t *testing.T) {
 	}
 	if _, err := store.OpenSQLite(""); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("OpenSQLite(\"\") = %v, want an error", err)
+	}
+}
+
+// TestSQLiteUpgradesSchema1 opens a file written by a server without
+// revisions: its incidents stay readable and take revisions afterwards.
+func TestSQLiteUpgradesSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := storetest.NewIncident("host-a", "r1", vigilv1.Severity_SEVERITY_LOW)
+	body, err := proto.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE incidents (cursor INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+			host_id TEXT NOT NULL, severity INTEGER NOT NULL, rule_id TEXT NOT NULL, received_ns INTEGER NOT NULL, body BLOB NOT NULL)`,
+		`PRAGMA user_version = 1`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body) VALUES (?, 'host-a', 2, 'r1', 1, ?)`, old.GetId(), body); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := store.OpenSQLite(path)
+	if err != nil {
+		t.Fatalf("open a schema 1 file: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	got, err := s.Get(ctx, old.GetId())
+	if err != nil || got.GetCursor() != 1 || got.GetRuleId() != "r1" {
+		t.Fatalf("Get after upgrade: %v, %v", got, err)
+	}
+	update := proto.Clone(old).(*vigilv1.Incident)
+	update.Revision = 1
+	cursor, inserted, err := s.Put(ctx, update)
+	if err != nil || !inserted || cursor != 2 {
+		t.Fatalf("Put revision 1 over the upgraded row: cursor %d inserted %v err %v, want 2 true nil", cursor, inserted, err)
 	}
 }

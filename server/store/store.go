@@ -27,9 +27,11 @@ var ErrInvalid = errors.New("invalid incident")
 // Store keeps incidents. Implementations are safe for concurrent use.
 type Store interface {
 	// Put stores an incident and returns its cursor. Incidents are
-	// deduplicated by id: when an incident with the same id is already
-	// stored, Put stores nothing, returns the original cursor and
-	// inserted=false. A stored incident gets a cursor larger than every
+	// deduplicated by id and revision: when an incident with the same id
+	// and the same or a higher revision is already stored, Put stores
+	// nothing, returns the stored cursor and inserted=false; when the stored
+	// one has a lower revision, Put replaces it, moving it to a new cursor
+	// (inserted=true), so that streams following the store see the update. A stored incident gets a cursor larger than every
 	// cursor handed out before and its received_time; the caller's message
 	// is not modified. Put rejects a nil incident and an id that is empty or
 	// not a UUID in canonical lower-case form with an error wrapping

@@ -492,6 +492,27 @@ type Incident struct {
 	// login is the login session the process belongs to, when the agent saw
 	// it open; unset for processes outside a login (services, boot).
 	Login *Login `protobuf:"bytes,12,opt,name=login,proto3" json:"login,omitempty"`
+	// revision counts the versions of this incident: 1 when the agent first
+	// reports it, one more each time correlation adds a signal to it. The
+	// server keeps the highest revision it received; storing a higher one
+	// moves the incident to a new cursor, so streams deliver the update.
+	Revision uint32 `protobuf:"varint,13,opt,name=revision,proto3" json:"revision,omitempty"`
+	// score is how confident the agent is that this is an attack, from 0 to
+	// 100: the strongest signal's score, raised by each further signal.
+	Score float64 `protobuf:"fixed64,14,opt,name=score,proto3" json:"score,omitempty"`
+	// cause is the likely entry point in one plain sentence, e.g. "A login
+	// to alice over sshd from 203.0.113.7 after 5 failed passwords started
+	// the process chain that read /etc/shadow."
+	Cause string `protobuf:"bytes,15,opt,name=cause,proto3" json:"cause,omitempty"`
+	// signals is the timeline: every rule match and anomaly that correlation
+	// joined into this incident, oldest first. The first one is the incident's
+	// own rule, title and attack.
+	Signals []*Signal `protobuf:"bytes,16,rep,name=signals,proto3" json:"signals,omitempty"`
+	// recommended_actions are the responses the agent suggests, strongest first.
+	RecommendedActions []*RecommendedAction `protobuf:"bytes,17,rep,name=recommended_actions,json=recommendedActions,proto3" json:"recommended_actions,omitempty"`
+	// related are the other processes the signals name (beyond process and
+	// its ancestors), so the process tree can be drawn in full.
+	Related []*Process `protobuf:"bytes,18,rep,name=related,proto3" json:"related,omitempty"`
 	// cursor is the server's position of this incident in its store; it grows
 	// by one or more with each incident stored and is 0 until stored.
 	Cursor uint64 `protobuf:"varint,20,opt,name=cursor,proto3" json:"cursor,omitempty"`
@@ -615,6 +636,48 @@ func (x *Incident) GetLogin() *Login {
 	return nil
 }
 
+func (x *Incident) GetRevision() uint32 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Incident) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *Incident) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *Incident) GetSignals() []*Signal {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *Incident) GetRecommendedActions() []*RecommendedAction {
+	if x != nil {
+		return x.RecommendedActions
+	}
+	return nil
+}
+
+func (x *Incident) GetRelated() []*Process {
+	if x != nil {
+		return x.Related
+	}
+	return nil
+}
+
 func (x *Incident) GetCursor() uint64 {
 	if x != nil {
 		return x.Cursor
@@ -627,6 +690,219 @@ func (x *Incident) GetReceivedTime() *timestamppb.Timestamp {
 		return x.ReceivedTime
 	}
 	return nil
+}
+
+// Signal is one detection that is part of an incident's timeline.
+type Signal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// time is when the event behind the signal happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// source is what raised it: "rule", "anomaly" or "model".
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// rule_id is the rule or detector id, e.g. "shadow-file-read" or "anomaly.rare-child".
+	RuleId string `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// title is the one-line summary of the signal.
+	Title string `protobuf:"bytes,4,opt,name=title,proto3" json:"title,omitempty"`
+	// severity ranks the signal on its own.
+	Severity Severity `protobuf:"varint,5,opt,name=severity,proto3,enum=vigil.v1.Severity" json:"severity,omitempty"`
+	// attack is the ATT&CK mapping, when the signal has one.
+	Attack *Attack `protobuf:"bytes,6,opt,name=attack,proto3" json:"attack,omitempty"`
+	// reason says in words why the signal was raised.
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// score is the signal's own score, from 0 to 100.
+	Score float64 `protobuf:"fixed64,8,opt,name=score,proto3" json:"score,omitempty"`
+	// pid is the process the signal is about (0 for host-level signals such
+	// as failed logins from a remote address).
+	Pid uint32 `protobuf:"varint,9,opt,name=pid,proto3" json:"pid,omitempty"`
+	// exe is that process's executable.
+	Exe string `protobuf:"bytes,10,opt,name=exe,proto3" json:"exe,omitempty"`
+	// remote_host is the remote address the signal is about, if any (a login
+	// source, a connection's peer).
+	RemoteHost string `protobuf:"bytes,11,opt,name=remote_host,json=remoteHost,proto3" json:"remote_host,omitempty"`
+	// repeats counts identical signals folded into this one.
+	Repeats       uint32 `protobuf:"varint,12,opt,name=repeats,proto3" json:"repeats,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signal) Reset() {
+	*x = Signal{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signal) ProtoMessage() {}
+
+func (x *Signal) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signal.ProtoReflect.Descriptor instead.
+func (*Signal) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Signal) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Signal) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Signal) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *Signal) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Signal) GetSeverity() Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+func (x *Signal) GetAttack() *Attack {
+	if x != nil {
+		return x.Attack
+	}
+	return nil
+}
+
+func (x *Signal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Signal) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *Signal) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Signal) GetExe() string {
+	if x != nil {
+		return x.Exe
+	}
+	return ""
+}
+
+func (x *Signal) GetRemoteHost() string {
+	if x != nil {
+		return x.RemoteHost
+	}
+	return ""
+}
+
+func (x *Signal) GetRepeats() uint32 {
+	if x != nil {
+		return x.Repeats
+	}
+	return 0
+}
+
+// RecommendedAction is a response the agent suggests for an incident.
+type RecommendedAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// action is one of "kill", "freeze", "quarantine", "block_source",
+	// "isolate", "restore".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// target is what to act on: a pid ("pid:1234"), an address
+	// ("addr:203.0.113.7") or a file ("file:/etc/passwd").
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// reason says why this action fits.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecommendedAction) Reset() {
+	*x = RecommendedAction{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecommendedAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecommendedAction) ProtoMessage() {}
+
+func (x *RecommendedAction) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecommendedAction.ProtoReflect.Descriptor instead.
+func (*RecommendedAction) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RecommendedAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RecommendedAction) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *RecommendedAction) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // IncidentFilter selects incidents. Empty fields match everything.
@@ -644,7 +920,7 @@ type IncidentFilter struct {
 
 func (x *IncidentFilter) Reset() {
 	*x = IncidentFilter{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +932,7 @@ func (x *IncidentFilter) String() string {
 func (*IncidentFilter) ProtoMessage() {}
 
 func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +945,7 @@ func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentFilter.ProtoReflect.Descriptor instead.
 func (*IncidentFilter) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{4}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IncidentFilter) GetHostId() string {
@@ -708,7 +984,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +996,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +1009,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *IncidentFilter {
@@ -770,7 +1046,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1058,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1071,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -823,7 +1099,7 @@ type GetIncidentRequest struct {
 
 func (x *GetIncidentRequest) Reset() {
 	*x = GetIncidentRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1111,7 @@ func (x *GetIncidentRequest) String() string {
 func (*GetIncidentRequest) ProtoMessage() {}
 
 func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1124,7 @@ func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIncidentRequest.ProtoReflect.Descriptor instead.
 func (*GetIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetIncidentRequest) GetId() string {
@@ -873,7 +1149,7 @@ type StreamIncidentsRequest struct {
 
 func (x *StreamIncidentsRequest) Reset() {
 	*x = StreamIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[8]
+	mi := &file_vigil_v1_incident_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1161,7 @@ func (x *StreamIncidentsRequest) String() string {
 func (*StreamIncidentsRequest) ProtoMessage() {}
 
 func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[8]
+	mi := &file_vigil_v1_incident_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1174,7 @@ func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*StreamIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamIncidentsRequest) GetFilter() *IncidentFilter {
@@ -957,7 +1233,7 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\ttactic_id\x18\x01 \x01(\tR\btacticId\x12\x16\n" +
 	"\x06tactic\x18\x02 \x01(\tR\x06tactic\x12!\n" +
 	"\ftechnique_id\x18\x03 \x01(\tR\vtechniqueId\x12\x1c\n" +
-	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\x88\x04\n" +
+	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\xf7\x05\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x1a\n" +
@@ -971,9 +1247,34 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\aprocess\x18\n" +
 	" \x01(\v2\x11.vigil.v1.ProcessR\aprocess\x12/\n" +
 	"\tancestors\x18\v \x03(\v2\x11.vigil.v1.ProcessR\tancestors\x12%\n" +
-	"\x05login\x18\f \x01(\v2\x0f.vigil.v1.LoginR\x05login\x12\x16\n" +
+	"\x05login\x18\f \x01(\v2\x0f.vigil.v1.LoginR\x05login\x12\x1a\n" +
+	"\brevision\x18\r \x01(\rR\brevision\x12\x14\n" +
+	"\x05score\x18\x0e \x01(\x01R\x05score\x12\x14\n" +
+	"\x05cause\x18\x0f \x01(\tR\x05cause\x12*\n" +
+	"\asignals\x18\x10 \x03(\v2\x10.vigil.v1.SignalR\asignals\x12L\n" +
+	"\x13recommended_actions\x18\x11 \x03(\v2\x1b.vigil.v1.RecommendedActionR\x12recommendedActions\x12+\n" +
+	"\arelated\x18\x12 \x03(\v2\x11.vigil.v1.ProcessR\arelated\x12\x16\n" +
 	"\x06cursor\x18\x14 \x01(\x04R\x06cursor\x12?\n" +
-	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"y\n" +
+	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"\xe6\x02\n" +
+	"\x06Signal\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12\x14\n" +
+	"\x05title\x18\x04 \x01(\tR\x05title\x12.\n" +
+	"\bseverity\x18\x05 \x01(\x0e2\x12.vigil.v1.SeverityR\bseverity\x12(\n" +
+	"\x06attack\x18\x06 \x01(\v2\x10.vigil.v1.AttackR\x06attack\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x14\n" +
+	"\x05score\x18\b \x01(\x01R\x05score\x12\x10\n" +
+	"\x03pid\x18\t \x01(\rR\x03pid\x12\x10\n" +
+	"\x03exe\x18\n" +
+	" \x01(\tR\x03exe\x12\x1f\n" +
+	"\vremote_host\x18\v \x01(\tR\n" +
+	"remoteHost\x12\x18\n" +
+	"\arepeats\x18\f \x01(\rR\arepeats\"[\n" +
+	"\x11RecommendedAction\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"y\n" +
 	"\x0eIncidentFilter\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x125\n" +
 	"\fmin_severity\x18\x02 \x01(\x0e2\x12.vigil.v1.SeverityR\vminSeverity\x12\x17\n" +
@@ -1016,45 +1317,53 @@ func file_vigil_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_vigil_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_vigil_v1_incident_proto_goTypes = []any{
 	(Severity)(0),                  // 0: vigil.v1.Severity
 	(*Process)(nil),                // 1: vigil.v1.Process
 	(*Login)(nil),                  // 2: vigil.v1.Login
 	(*Attack)(nil),                 // 3: vigil.v1.Attack
 	(*Incident)(nil),               // 4: vigil.v1.Incident
-	(*IncidentFilter)(nil),         // 5: vigil.v1.IncidentFilter
-	(*ListIncidentsRequest)(nil),   // 6: vigil.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),  // 7: vigil.v1.ListIncidentsResponse
-	(*GetIncidentRequest)(nil),     // 8: vigil.v1.GetIncidentRequest
-	(*StreamIncidentsRequest)(nil), // 9: vigil.v1.StreamIncidentsRequest
-	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
+	(*Signal)(nil),                 // 5: vigil.v1.Signal
+	(*RecommendedAction)(nil),      // 6: vigil.v1.RecommendedAction
+	(*IncidentFilter)(nil),         // 7: vigil.v1.IncidentFilter
+	(*ListIncidentsRequest)(nil),   // 8: vigil.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),  // 9: vigil.v1.ListIncidentsResponse
+	(*GetIncidentRequest)(nil),     // 10: vigil.v1.GetIncidentRequest
+	(*StreamIncidentsRequest)(nil), // 11: vigil.v1.StreamIncidentsRequest
+	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
 }
 var file_vigil_v1_incident_proto_depIdxs = []int32{
-	10, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
-	10, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
-	10, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
+	12, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	12, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
+	12, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
 	0,  // 3: vigil.v1.Incident.severity:type_name -> vigil.v1.Severity
 	3,  // 4: vigil.v1.Incident.attack:type_name -> vigil.v1.Attack
 	1,  // 5: vigil.v1.Incident.process:type_name -> vigil.v1.Process
 	1,  // 6: vigil.v1.Incident.ancestors:type_name -> vigil.v1.Process
 	2,  // 7: vigil.v1.Incident.login:type_name -> vigil.v1.Login
-	10, // 8: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
-	0,  // 9: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
-	5,  // 10: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	4,  // 11: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
-	5,  // 12: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	6,  // 13: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
-	8,  // 14: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
-	9,  // 15: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
-	7,  // 16: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
-	4,  // 17: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
-	4,  // 18: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	5,  // 8: vigil.v1.Incident.signals:type_name -> vigil.v1.Signal
+	6,  // 9: vigil.v1.Incident.recommended_actions:type_name -> vigil.v1.RecommendedAction
+	1,  // 10: vigil.v1.Incident.related:type_name -> vigil.v1.Process
+	12, // 11: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
+	12, // 12: vigil.v1.Signal.time:type_name -> google.protobuf.Timestamp
+	0,  // 13: vigil.v1.Signal.severity:type_name -> vigil.v1.Severity
+	3,  // 14: vigil.v1.Signal.attack:type_name -> vigil.v1.Attack
+	0,  // 15: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
+	7,  // 16: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	4,  // 17: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
+	7,  // 18: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	8,  // 19: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
+	10, // 20: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
+	11, // 21: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
+	9,  // 22: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
+	4,  // 23: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
+	4,  // 24: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
+	22, // [22:25] is the sub-list for method output_type
+	19, // [19:22] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_incident_proto_init() }
@@ -1068,7 +1377,7 @@ func file_vigil_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_incident_proto_rawDesc), len(file_vigil_v1_incident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

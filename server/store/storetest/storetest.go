@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"PutGet", testPutGet},
 		{"PutDoesNotModifyArgument", testPutDoesNotModify},
 		{"Dedup", testDedup},
+		{"Revisions", testRevisions},
 		{"CursorsIncrease", testCursorsIncrease},
 		{"Validation", testValidation},
 		{"GetNotFound", testGetNotFound},
@@ -208,6 +209,64 @@ func testDedup(t *testing.T, open Opener) {
 	next := put(t, s, NewIncident("host-a", "r1", vigilv1.Severity_SEVERITY_HIGH))
 	if next <= other {
 		t.Errorf("cursor after duplicate = %d, want > %d", next, other)
+	}
+}
+
+// testRevisions checks that a higher revision of a stored incident replaces
+// it at a new cursor, and that an equal or lower one changes nothing.
+func testRevisions(t *testing.T, open Opener) {
+	s := openStore(t, open)
+	ctx := context.Background()
+	first := NewIncident("host-a", "r1", vigilv1.Severity_SEVERITY_MEDIUM)
+	first.Revision = 1
+	c1 := put(t, s, first)
+	other := put(t, s, NewIncident("host-a", "r2", vigilv1.Severity_SEVERITY_LOW))
+
+	second := proto.Clone(first).(*vigilv1.Incident)
+	second.Revision = 2
+	second.Severity = vigilv1.Severity_SEVERITY_HIGH
+	second.Signals = []*vigilv1.Signal{{RuleId: "r1"}, {RuleId: "r3"}}
+	c2, inserted, err := s.Put(ctx, second)
+	if err != nil {
+		t.Fatalf("Put revision 2: %v", err)
+	}
+	if !inserted || c2 <= other {
+		t.Fatalf("Put revision 2: cursor %d inserted %v, want a cursor > %d and inserted", c2, inserted, other)
+	}
+	got, err := s.Get(ctx, first.GetId())
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got.GetRevision() != 2 || got.GetSeverity() != vigilv1.Severity_SEVERITY_HIGH || len(got.GetSignals()) != 2 || got.GetCursor() != c2 {
+		t.Errorf("Get after revision 2: revision %d severity %v signals %d cursor %d, want 2 HIGH 2 %d",
+			got.GetRevision(), got.GetSeverity(), len(got.GetSignals()), got.GetCursor(), c2)
+	}
+	all, err := s.After(ctx, nil, 0, 100)
+	if err != nil {
+		t.Fatalf("After: %v", err)
+	}
+	if want := []uint64{other, c2}; !equal(cursors(all), want) {
+		t.Errorf("After cursors = %v, want %v (the update moved, the old cursor %d is gone)", cursors(all), want, c1)
+	}
+	// A late revision 1 and a resent revision 2 change nothing.
+	for _, rev := range []uint32{1, 2} {
+		late := proto.Clone(first).(*vigilv1.Incident)
+		late.Revision = rev
+		late.Title = "stale"
+		c, inserted, err := s.Put(ctx, late)
+		if err != nil {
+			t.Fatalf("Put revision %d again: %v", rev, err)
+		}
+		if inserted || c != c2 {
+			t.Errorf("Put revision %d again: cursor %d inserted %v, want %d and false", rev, c, inserted, c2)
+		}
+	}
+	got, err = s.Get(ctx, first.GetId())
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got.GetTitle() == "stale" {
+		t.Error("an older revision overwrote a newer one")
 	}
 }
 
