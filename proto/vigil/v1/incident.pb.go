@@ -720,7 +720,13 @@ type Signal struct {
 	// source, a connection's peer).
 	RemoteHost string `protobuf:"bytes,11,opt,name=remote_host,json=remoteHost,proto3" json:"remote_host,omitempty"`
 	// repeats counts identical signals folded into this one.
-	Repeats       uint32 `protobuf:"varint,12,opt,name=repeats,proto3" json:"repeats,omitempty"`
+	Repeats uint32 `protobuf:"varint,12,opt,name=repeats,proto3" json:"repeats,omitempty"`
+	// object is what the signal is about beyond its process, when anything:
+	// a file path, a remote address and port, a DNS name, a child
+	// executable or a user name. Analyst feedback matches on it.
+	Object string `protobuf:"bytes,13,opt,name=object,proto3" json:"object,omitempty"`
+	// parent_exe is the executable of the process's parent, when known.
+	ParentExe     string `protobuf:"bytes,14,opt,name=parent_exe,json=parentExe,proto3" json:"parent_exe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,6 +843,20 @@ func (x *Signal) GetRepeats() uint32 {
 		return x.Repeats
 	}
 	return 0
+}
+
+func (x *Signal) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *Signal) GetParentExe() string {
+	if x != nil {
+		return x.ParentExe
+	}
+	return ""
 }
 
 // RecommendedAction is a response the agent suggests for an incident.
@@ -1255,7 +1275,7 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\x13recommended_actions\x18\x11 \x03(\v2\x1b.vigil.v1.RecommendedActionR\x12recommendedActions\x12+\n" +
 	"\arelated\x18\x12 \x03(\v2\x11.vigil.v1.ProcessR\arelated\x12\x16\n" +
 	"\x06cursor\x18\x14 \x01(\x04R\x06cursor\x12?\n" +
-	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"\xe6\x02\n" +
+	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"\x9d\x03\n" +
 	"\x06Signal\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x17\n" +
@@ -1270,7 +1290,10 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	" \x01(\tR\x03exe\x12\x1f\n" +
 	"\vremote_host\x18\v \x01(\tR\n" +
 	"remoteHost\x12\x18\n" +
-	"\arepeats\x18\f \x01(\rR\arepeats\"[\n" +
+	"\arepeats\x18\f \x01(\rR\arepeats\x12\x16\n" +
+	"\x06object\x18\r \x01(\tR\x06object\x12\x1d\n" +
+	"\n" +
+	"parent_exe\x18\x0e \x01(\tR\tparentExe\"[\n" +
 	"\x11RecommendedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
