@@ -534,6 +534,10 @@ static __always_inline int file_op(struct sys_enter_ctx *ctx, __u32 type, __u32 
 		watched = resolve_match(1, dfd2, (__u64)path2, need, raw2);
 	else if (path2)
 		resolve_match(1, dfd2, (__u64)path2, 0, raw2);
+	/* Setting a setuid or setgid bit is reported wherever the file lives:
+	 * a setuid copy of a shell in /tmp is the classic backdoor. */
+	if (!watched && type == EVENT_FILE_CHMOD && (mode & 06000))
+		watched = WATCH_WRITE;
 	if (!watched) {
 		count(FCOUNT_FILTERED_PATH);
 		return 0;

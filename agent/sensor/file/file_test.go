@@ -359,6 +359,39 @@ func TestFileEvents(t *testing.T) {
 	})
 }
 
+// TestSetuidChmodAnywhere checks that setting a setuid or setgid bit is
+// reported outside the watched paths, while another chmod there is not.
+func TestSetuidChmodAnywhere(t *testing.T) {
+	root := testRoot(t, "setid")
+	s, c := startSensor(t, Options{Policy: Policy{Kinds: KindChmod, WatchPaths: []string{}, WatchReads: []string{}}})
+	plain, shell := filepath.Join(root, "plain"), filepath.Join(root, "sh")
+	for _, f := range []string{plain, shell} {
+		if err := os.WriteFile(f, nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(plain, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shell, 0o755|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, fileEvent(t, c, event.FileChmod, shell), event.File{
+		Op: event.FileChmod, Syscall: "fchmodat", Path: shell, Mode: 0o2755,
+	})
+	after, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.FilteredPath - before.FilteredPath; got != 1 {
+		t.Errorf("chmods filtered by path: %d, want 1 (the plain chmod)", got)
+	}
+}
+
 func TestWildcardWatch(t *testing.T) {
 	root := testRoot(t, "wild")
 	for _, d := range []string{"alice/.ssh", "bob/other"} {
