@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -34,6 +35,25 @@ type Config struct {
 	Sensors Sensors `yaml:"sensors"`
 	// Allow lists processes the agent trusts.
 	Allow Allow `yaml:"allow"`
+	// Detection configures rules, anomaly scoring and correlation.
+	Detection Detection `yaml:"detection"`
+}
+
+// Detection configures rules, anomaly scoring and correlation.
+type Detection struct {
+	// RulesDir holds the operator's rule files (*.yaml), loaded after the
+	// built-in set and reloaded when they change.
+	RulesDir string `yaml:"rules_dir"`
+	// Anomaly turns the learned baseline (rare children, files,
+	// destinations, users, login sources) on.
+	Anomaly bool `yaml:"anomaly"`
+	// LearningPeriod is how long the baseline only learns, from the first
+	// event it ever saw, before it flags anything rare.
+	LearningPeriod time.Duration `yaml:"learning_period"`
+	// CorrelationWindow is how long an incident stays open for related
+	// signals (same process tree, login session or remote source) after
+	// its last one.
+	CorrelationWindow time.Duration `yaml:"correlation_window"`
 }
 
 // Sensors configures each event family.
@@ -148,12 +168,23 @@ func Default() *Config {
 			File: FileFamily{
 				Family: Family{Enabled: true, RingSize: 4 << 20},
 				Watch: []string{"/etc", "/root/.ssh", "/home/*/.ssh", "/var/spool/cron", "/etc/systemd",
-					"/usr/bin", "/usr/sbin", "/boot", "/var/log", "/lib/modules"},
+					"/usr/bin", "/usr/sbin", "/boot", "/var/log", "/lib/modules",
+					// Shell history and start-up files: clearing and backdooring them.
+					"/root/.bash_history", "/root/.zsh_history", "/home/*/.bash_history", "/home/*/.zsh_history",
+					"/root/.bashrc", "/root/.profile", "/root/.bash_profile",
+					"/home/*/.bashrc", "/home/*/.profile", "/home/*/.bash_profile",
+					"/root/.config/systemd", "/home/*/.config/systemd"},
 				WatchReads: []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d", "/root/.ssh", "/home/*/.ssh"},
 				Events:     slices.Clone(FileEvents),
 			},
 			Login:   LoginFamily{Family: Family{Enabled: true, RingSize: 256 << 10}, IgnoreServices: []string{"cron"}},
 			Network: NetworkFamily{Family: Family{Enabled: true, RingSize: 4 << 20}, UDPFlows: true, DNS: true},
+		},
+		Detection: Detection{
+			RulesDir:          "/etc/vigil/rules.d",
+			Anomaly:           true,
+			LearningPeriod:    24 * time.Hour,
+			CorrelationWindow: 10 * time.Minute,
 		},
 	}
 }
@@ -235,6 +266,15 @@ func (c *Config) Validate() error {
 		if svc == "" || len(svc) >= maxServiceLen || strings.ContainsAny(svc, "/ \x00") {
 			return fmt.Errorf("sensors.login.ignore_services[%d]: %q is not a PAM service name (at most %d characters, no spaces or slashes)", i, svc, maxServiceLen-1)
 		}
+	}
+	if c.Detection.RulesDir != "" && !path.IsAbs(c.Detection.RulesDir) {
+		return fmt.Errorf("detection.rules_dir: %q is not an absolute path", c.Detection.RulesDir)
+	}
+	if c.Detection.LearningPeriod < 0 {
+		return fmt.Errorf("detection.learning_period: %s is negative", c.Detection.LearningPeriod)
+	}
+	if c.Detection.CorrelationWindow < time.Second {
+		return fmt.Errorf("detection.correlation_window: %s is shorter than 1s", c.Detection.CorrelationWindow)
 	}
 	for i, p := range c.Allow.Cgroups {
 		if !path.IsAbs(p) {

@@ -67,6 +67,10 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"allow: {exes: [bash]}", `allow.exes[0]: "bash" is not an absolute path`},
 		{"allow: {pids: [-1]}", `line 1: "-1" is not valid here: want a whole number`},
 		{"state_dir: relative", `state_dir: "relative" is not an absolute path`},
+		{"detection: {rules_dir: rules}", `detection.rules_dir: "rules" is not an absolute path`},
+		{"detection: {correlation_window: 10ms}", "detection.correlation_window: 10ms is shorter than 1s"},
+		{"detection: {learning_period: -1h}", "detection.learning_period: -1h0m0s is negative"},
+		{"detection: {learning_period: soon}", `line 1: "soon" is not valid here`},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.yaml))
