@@ -23,8 +23,9 @@ const usage = `vigil-agent watches the processes of this host with eBPF and repo
 suspicious ones to a Vigil server as incidents.
 
 Usage:
-  vigil-agent [flags]           run until Ctrl-C or SIGTERM
-  vigil-agent --check [flags]   load every sensor once, print what attached, exit
+  vigil-agent [flags]                 run until Ctrl-C or SIGTERM
+  vigil-agent --check [flags]         load every sensor once, print what attached, exit
+  vigil-agent label benign ID         stop an incident's behaviour from raising it again
 
 It must run as root on a kernel with BTF (/sys/kernel/btf/vmlinux). It
 attaches to the sched_process_fork/exec/exit tracepoints, builds a process
@@ -49,6 +50,11 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 {
+		if sub, ok := subcommands[os.Args[1]]; ok {
+			return sub(os.Args[2:], os.Stdout, os.Stderr)
+		}
+	}
 	fs := flag.NewFlagSet("vigil-agent", flag.ContinueOnError)
 	fs.SetOutput(os.Stdout) // --help is asked for: it goes to stdout
 	fs.Usage = func() {
@@ -147,6 +153,11 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// subcommands are the commands besides running the agent.
+var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"label": runLabel,
 }
 
 // parseFlags parses args; the whole usage text is printed for --help only,
