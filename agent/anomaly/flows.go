@@ -176,18 +176,24 @@ type NetStats struct {
 	Findings []Finding
 }
 
-// procKey identifies a process: (pid, start time).
-type procKey struct {
-	pid   uint32
-	start uint64
+// scanKey is who scans: one program run by one user in one login session.
+// Processes are not told apart, because a scan is often many processes: a
+// shell loop forks a subshell per port (for p in ...; do echo >/dev/tcp/h/$p).
+type scanKey struct {
+	uid     uint32
+	session uint32
+	exe     string
 }
 
-// compareProcKey orders procKeys, to break eviction ties.
-func compareProcKey(a, b procKey) int {
-	if c := cmp.Compare(a.pid, b.pid); c != 0 {
+// compareScanKey orders scanKeys, to break eviction ties.
+func compareScanKey(a, b scanKey) int {
+	if c := cmp.Compare(a.uid, b.uid); c != 0 {
 		return c
 	}
-	return cmp.Compare(a.start, b.start)
+	if c := cmp.Compare(a.session, b.session); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.exe, b.exe)
 }
 
 // flowRecord is one connection in a window: when, and the far side as the
@@ -368,7 +374,7 @@ type flowsState struct {
 // far more than usual. It is not safe for concurrent use.
 type Flows struct {
 	opts    FlowOptions
-	out     windows[procKey]
+	out     windows[scanKey]
 	in      windows[netip.Addr]
 	beacons map[beaconKey]*beaconTimes
 	st      flowsState
@@ -378,7 +384,7 @@ type Flows struct {
 func NewFlows(opts FlowOptions) *Flows {
 	return &Flows{
 		opts:    opts.withDefaults(),
-		out:     windows[procKey]{m: make(map[procKey]*flowWindow), compare: compareProcKey},
+		out:     windows[scanKey]{m: make(map[scanKey]*flowWindow), compare: compareScanKey},
 		in:      windows[netip.Addr]{m: make(map[netip.Addr]*flowWindow), compare: func(a, b netip.Addr) int { return a.Compare(b) }},
 		beacons: make(map[beaconKey]*beaconTimes),
 		st:      flowsState{Volumes: make(map[string]*volumeStats)},
@@ -400,8 +406,8 @@ func exeName(proc *proctree.Entry, p *event.Process) string {
 // Observe counts one network event and returns its stats. It handles:
 //
 //   - *event.TCPConnect (established or failed: a sweep mostly fails) and
-//     outbound *event.UDPFlow: the process's window (key: pid and start
-//     time) and the beacon of (executable, destination);
+//     outbound *event.UDPFlow: the window of the program, user and login
+//     session (see scanKey) and the beacon of (executable, destination);
 //   - *event.TCPAccept and inbound *event.UDPFlow: the window of the remote
 //     address, counting the local ports and addresses it reached (only
 //     accepted connections are visible, not refused ones);
@@ -437,8 +443,13 @@ func (f *Flows) outbound(when time.Time, p *event.Process, remote netip.AddrPort
 	t := when.UnixNano()
 	addr := remote.Addr().Unmap()
 	var s NetStats
-	s.PortsToHost, s.HostsOnPort = f.out.observe(procKey{p.PID, p.StartTime}, flowRecord{t: t, addr: addr, port: remote.Port()}, &f.opts)
-	if exe := exeName(proc, p); exe != "" {
+	exe := exeName(proc, p)
+	key := scanKey{uid: p.UID, session: p.SessionID, exe: exe}
+	if exe == "" {
+		key.exe = fmt.Sprintf("pid:%d:%d", p.PID, p.StartTime)
+	}
+	s.PortsToHost, s.HostsOnPort = f.out.observe(key, flowRecord{t: t, addr: addr, port: remote.Port()}, &f.opts)
+	if exe != "" {
 		s.Beacon, s.BeaconIntervalMs = f.beacon(beaconKey{exe, netip.AddrPortFrom(addr, remote.Port())}, t)
 	}
 	return s

@@ -34,18 +34,25 @@ func TestFlowsPortSweep(t *testing.T) {
 	if want := (NetStats{PortsToHost: 20, HostsOnPort: 1}); !reflect.DeepEqual(s, want) {
 		t.Fatalf("port sweep: %+v, want %+v", s, want)
 	}
-	// Another process is counted apart.
+	// Another process of the same program, user and session counts with it:
+	// a shell loop scans with one subshell per port.
 	other := &proctree.Entry{PID: 302, StartTime: 7e9, Exe: "/usr/bin/nmap"}
-	if s = f.Observe(connect(t0.Add(3*time.Second), other, "10.0.0.9:21", true), other); s.PortsToHost != 1 {
-		t.Fatalf("other process: %+v", s)
+	if s = f.Observe(connect(t0.Add(3*time.Second), other, "10.0.0.9:21", true), other); s.PortsToHost != 21 {
+		t.Fatalf("other process of the same program: %+v", s)
 	}
-	// So is the same pid with another start time (a reused pid).
+	// Another program is counted apart, even with the same pid.
 	reused := &proctree.Entry{PID: nmap.PID, StartTime: 9e9, Exe: "/usr/bin/ssh"}
 	if s = f.Observe(connect(t0.Add(3*time.Second), reused, "10.0.0.9:22", false), reused); s.PortsToHost != 1 {
-		t.Fatalf("reused pid: %+v", s)
+		t.Fatalf("other program: %+v", s)
+	}
+	// So is the same program run by another user.
+	ev := connect(t0.Add(3*time.Second), other, "10.0.0.9:23", true)
+	ev.Process.UID = 1000
+	if s = f.Observe(ev, other); s.PortsToHost != 1 {
+		t.Fatalf("other user: %+v", s)
 	}
 	// A window after the sweep it is forgotten.
-	if s = f.Observe(connect(t0.Add(2*time.Second+time.Minute+time.Millisecond), nmap, "10.0.0.9:443", false), nmap); s.PortsToHost != 1 {
+	if s = f.Observe(connect(t0.Add(3*time.Second+time.Minute+time.Millisecond), nmap, "10.0.0.9:443", false), nmap); s.PortsToHost != 1 {
 		t.Fatalf("after the window: %+v", s)
 	}
 }
@@ -199,7 +206,7 @@ func TestFlowsCaps(t *testing.T) {
 	for i, p := range procs {
 		f.Observe(connect(t0.Add(time.Duration(i)*time.Second), p, "10.0.0.1:80", false), p)
 	}
-	if _, ok := f.out.m[procKey{1, 0}]; ok || len(f.out.m) != 2 || len(f.beacons) != 2 {
+	if _, ok := f.out.m[scanKey{exe: "/a"}]; ok || len(f.out.m) != 2 || len(f.beacons) != 2 {
 		t.Fatalf("keys: %d windows, %d beacon pairs", len(f.out.m), len(f.beacons))
 	}
 	var s NetStats
@@ -220,7 +227,7 @@ func TestFlowsCaps(t *testing.T) {
 			g.Observe(connect(t0.Add(time.Duration(2*i+j)*time.Second), p, "10.0.0.1:80", false), p)
 		}
 	}
-	if _, ok := g.out.m[procKey{1, 0}]; ok || len(g.out.m) != 2 || g.out.total != 4 {
+	if _, ok := g.out.m[scanKey{exe: "/a"}]; ok || len(g.out.m) != 2 || g.out.total != 4 {
 		t.Fatalf("total cap: %d windows, %d connections", len(g.out.m), g.out.total)
 	}
 	// Windows idle for a whole window go first, and the count follows.

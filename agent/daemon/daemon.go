@@ -21,14 +21,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-sensor/vigil/agent/config"
-	"github.com/vigil-sensor/vigil/agent/detect"
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/incident"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/proctree"
+	"github.com/vigil-sensor/vigil/agent/rules"
 	"github.com/vigil-sensor/vigil/agent/sensor"
-	"github.com/vigil-sensor/vigil/agent/session"
 	"github.com/vigil-sensor/vigil/agent/transport"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -44,6 +43,9 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// Logger receives the agent's log.
 	Logger *slog.Logger
+	// Record names a file that receives every event as a JSON line, for
+	// vigil-agent replay ("": no recording).
+	Record string
 }
 
 // stats counts what the agent has seen.
@@ -143,21 +145,15 @@ func Run(ctx context.Context, cfg Config) error {
 			PendingIncidents: uint64(client.Stats().Pending),
 		}
 	}
-	engine := detect.NewEngine(detect.Builtin(), detect.ProcProbe{Root: "/proc"})
-	allow, err := allowList(cfg.Agent.Allow)
+	det, err := newDetection(cfg, log, tree, &incident.Builder{
+		HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name,
+		Listening: rules.ProcProbe{Root: "/proc"}.Listening,
+	}, client.Send, st)
 	if err != nil {
 		return err
 	}
-	engine.SetAllow(allow)
-	p := &pipeline{
-		log:      log,
-		tree:     tree,
-		engine:   engine,
-		builder:  &incident.Builder{HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name},
-		send:     client.Send,
-		stats:    st,
-		sessions: session.New(0),
-	}
+	p := &intake{log: log, stats: st, det: det}
+	defer p.close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -170,8 +166,10 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, s := range sensors {
 		go func() { readErrs <- readLoop(ctx, s, p.handleLocked, log) }()
 	}
+	go det.watch(ctx, &p.mu)
 	log.Info("vigil-agent running", "version", Version, "host_id", hostID, "hostname", hostname,
-		"server", cfg.Agent.Server, "rules", len(p.engine.Rules()))
+		"server", cfg.Agent.Server, "rules", len(det.engine.Rules()), "anomaly", cfg.Agent.Detection.Anomaly,
+		"learning", det.pipe.Learning())
 
 	housekeeping := time.NewTicker(10 * time.Second)
 	defer housekeeping.Stop()
@@ -186,7 +184,9 @@ loop:
 			runErr = err
 			break loop
 		case <-housekeeping.C:
-			tree.Prune()
+			p.mu.Lock()
+			det.pipe.Tick(time.Now())
+			p.mu.Unlock()
 			for family, lost := range lostPerFamily(sensors) {
 				if lost != lastLost[family] {
 					log.Warn("kernel events lost: ring buffer full", "family", family, "lost_total", lost)
@@ -195,6 +195,9 @@ loop:
 			}
 		}
 	}
+	// The readers stop taking events once detection is closed: close it
+	// while the client still runs, so final revisions have a chance to go.
+	p.close()
 	cancel()
 	<-clientDone
 	log.Info("vigil-agent stopped", "events", st.events.Load(), "lost", lostPerFamily(sensors), "incidents", st.incidents.Load())
@@ -242,72 +245,53 @@ func lostPerFamily(sensors []sensor.Sensor) map[string]uint64 {
 	return out
 }
 
-// pipeline is the per-event path: process tree, then detection, then incidents.
-type pipeline struct {
-	log      *slog.Logger
-	tree     *proctree.Tree
-	engine   *detect.Engine
-	builder  *incident.Builder
-	send     func(*vigilv1.Incident) error
-	stats    *stats
-	sessions *session.Table
+// intake is where the family readers hand over events, one at a time:
+// counted, optionally recorded for replay, then given to detection.
+type intake struct {
+	log    *slog.Logger
+	stats  *stats
+	det    *detection
+	closed bool
 
-	// mu makes the pipeline take one event at a time from every family's reader.
+	// mu makes the intake take one event at a time from every family's reader.
 	mu sync.Mutex
 }
 
-// handleLocked counts and handles one event; the family readers call it.
-func (p *pipeline) handleLocked(ev any) {
+// close closes detection once; events that arrive later are dropped.
+func (p *intake) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.stats.events.Add(1)
-	p.handle(ev)
+	if !p.closed {
+		p.det.close()
+		p.closed = true
+	}
 }
 
-func (p *pipeline) handle(ev any) {
-	switch e := ev.(type) {
-	case *event.Fork:
-		p.tree.Fork(e)
-	case *event.Exit:
-		p.tree.Exit(e)
-	case *event.Login:
-		p.sessions.Observe(e)
-		// Login detections come with the detection work; for now the log shows them.
-		p.log.Info("login", "op", e.Op.String(), "result", e.Result.String(), "service", e.Service, "user", e.User,
-			"remote_host", e.RemoteHost, "remote_user", e.RemoteUser, "tty", e.TTY, "pid", e.Process.PID)
-	default:
-		// File, syscall and network detections come with the detection work;
-		// until then the debug log shows these events.
-		if p.log.Enabled(context.Background(), slog.LevelDebug) {
-			p.log.Debug("event", "type", fmt.Sprintf("%T", e), "event", e)
-		}
-	case *event.Exec:
-		entry := p.tree.Exec(e)
-		var parent *proctree.Entry
-		if pe, ok := p.tree.Get(e.Process.PPID); ok {
-			parent = &pe
-		}
-		for _, m := range p.engine.Evaluate(e, parent) {
-			login, _ := p.sessions.Lookup(entry.SessionID)
-			inc, err := p.builder.Build(m, e, entry, p.tree.Ancestors(entry.PID), login)
-			if err != nil {
-				p.log.Error("build incident", "rule", m.Rule.ID, "error", err)
-				continue
-			}
-			p.stats.incidents.Add(1)
-			p.log.Info("incident", "id", inc.Id, "rule", m.Rule.ID, "technique", m.Rule.Attack.TechniqueId,
-				"pid", entry.PID, "exe", entry.Exe, "reason", m.Reason)
-			if err := p.send(inc); err != nil {
-				p.log.Error("incident not queued for the server", "id", inc.Id, "error", err)
-			}
+// handleLocked counts and handles one event; the family readers call it.
+func (p *intake) handleLocked(ev any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.stats.events.Add(1)
+	if p.det.recorder != nil {
+		if err := p.det.recorder.Write(ev); err != nil {
+			p.log.Error("recording stopped", "error", err)
+			p.det.recorder = nil
 		}
 	}
+	if l, ok := ev.(*event.Login); ok {
+		p.log.Info("login", "op", l.Op.String(), "result", l.Result.String(), "service", l.Service, "user", l.User,
+			"remote_host", l.RemoteHost, "remote_user", l.RemoteUser, "tty", l.TTY, "pid", l.Process.PID)
+	}
+	p.det.pipe.Handle(ev)
 }
 
 // allowList turns the configured allow-list into the engine's, resolving
 // cgroup directories to their ids.
-func allowList(a config.Allow) (detect.Allow, error) {
-	out := detect.Allow{PIDs: a.PIDs, Exes: a.Exes}
+func allowList(a config.Allow) (rules.Allow, error) {
+	out := rules.Allow{PIDs: a.PIDs, Exes: a.Exes}
 	for _, dir := range a.Cgroups {
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/daemon"
+	"github.com/vigil-sensor/vigil/agent/rules"
+	"github.com/vigil-sensor/vigil/agent/seqmodel"
 )
 
 const usage = `vigil-agent watches the processes of this host with eBPF and reports
@@ -25,7 +27,11 @@ suspicious ones to a Vigil server as incidents.
 Usage:
   vigil-agent [flags]                 run until Ctrl-C or SIGTERM
   vigil-agent --check [flags]         load every sensor once, print what attached, exit
+  vigil-agent rules validate DIR...   check rule files; rules list: the rules in force
+  vigil-agent replay FILE...          run recorded events (--record) through detection
   vigil-agent label benign ID         stop an incident's behaviour from raising it again
+  vigil-agent model eval --train DIR --normal DIR --attack DIR
+                                      score the syscall-sequence model (e.g. on ADFA-LD)
 
 It must run as root on a kernel with BTF (/sys/kernel/btf/vmlinux). It
 attaches to the sched_process_fork/exec/exit tracepoints, builds a process
@@ -70,6 +76,7 @@ func run() int {
 	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn or error")
 	check := fs.Bool("check", false, "load every sensor once, print which hooks attached and which are unavailable, and exit")
 	version := fs.Bool("version", false, "print the version and exit")
+	record := fs.String("record", "", "append every event to `file` as JSON lines, for vigil-agent replay")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the run to `file` (for developers: go tool pprof)")
 	if err := parseFlags(fs, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -148,7 +155,7 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, daemon.Config{Agent: cfg, Logger: log}); err != nil {
+	if err := daemon.Run(ctx, daemon.Config{Agent: cfg, Logger: log, Record: *record}); err != nil {
 		log.Error("vigil-agent failed", "error", err)
 		return 1
 	}
@@ -157,7 +164,23 @@ func run() int {
 
 // subcommands are the commands besides running the agent.
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"label": runLabel,
+	"label":  runLabel,
+	"model":  runModel,
+	"replay": runReplay,
+	"rules":  rules.Command,
+}
+
+// runModel implements "vigil-agent model": today its one command, eval.
+func runModel(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "eval" {
+		return seqmodel.EvalCommand(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(stdout, "vigil-agent model eval --train DIR --normal DIR --attack DIR: learn the syscall-sequence model from normal traces and measure how well it tells attacks apart (see vigil-agent model eval --help)")
+		return 0
+	}
+	fmt.Fprintln(stderr, "vigil-agent model: want a command: eval (see vigil-agent model eval --help)")
+	return 2
 }
 
 // parseFlags parses args; the whole usage text is printed for --help only,

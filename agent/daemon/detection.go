@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vigil-sensor/vigil/agent/feedback"
+	"github.com/vigil-sensor/vigil/agent/incident"
+	"github.com/vigil-sensor/vigil/agent/pipeline"
+	"github.com/vigil-sensor/vigil/agent/proctree"
+	"github.com/vigil-sensor/vigil/agent/replay"
+	"github.com/vigil-sensor/vigil/agent/rules"
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+)
+
+// feedbackPoll is how often the agent looks for new analyst feedback.
+const feedbackPoll = 2 * time.Second
+
+// savePeriod is how often the learned state is written to the state dir.
+const savePeriod = 5 * time.Minute
+
+// detection is the agent's detection path with what keeps it current: the
+// rules and their reloading, the analyst feedback, the incident journal and
+// the optional recording of events.
+type detection struct {
+	log      *slog.Logger
+	engine   *rules.Engine
+	pipe     *pipeline.Pipeline
+	journal  *feedback.Journal
+	recorder *replay.Writer
+	rulesDir string
+	feedback string
+	fbState  feedback.FileState
+	send     func(*vigilv1.Incident) error
+}
+
+// newDetection loads the rules (the built-in set and the operator's
+// directory) and the learned state, and starts recording when asked.
+func newDetection(cfg Config, log *slog.Logger, tree *proctree.Tree, b *incident.Builder,
+	send func(*vigilv1.Incident) error, st *stats) (*detection, error) {
+	a := cfg.Agent
+	d := &detection{
+		log:      log,
+		journal:  &feedback.Journal{Path: filepath.Join(a.StateDir, feedback.JournalName)},
+		rulesDir: a.Detection.RulesDir,
+		feedback: filepath.Join(a.StateDir, feedback.FileName),
+		send:     send,
+	}
+	var dirs []string
+	if d.rulesDir != "" {
+		dirs = append(dirs, d.rulesDir)
+	}
+	set, err := rules.Load(dirs...)
+	if err != nil {
+		// No good set of the operator's yet: run on the built-in rules and
+		// say what is wrong; the watcher picks up the fixed files.
+		for _, e := range rules.Errors(err) {
+			log.Error("rule file rejected", "problem", e.Error())
+		}
+		log.Error("operator rules not loaded: running on the built-in rules only until they are fixed", "dir", d.rulesDir, "error", err)
+		if set, err = rules.Load(); err != nil {
+			return nil, fmt.Errorf("load built-in rules: %w", err)
+		}
+	}
+	d.engine = rules.NewEngine(set, rules.Options{Probe: rules.ProcProbe{Root: "/proc"}})
+	allow, err := allowList(a.Allow)
+	if err != nil {
+		return nil, err
+	}
+	d.engine.SetAllow(allow)
+	d.pipe, err = pipeline.New(pipeline.Options{
+		Builder:           b,
+		Engine:            d.engine,
+		Tree:              tree,
+		Anomaly:           a.Detection.Anomaly,
+		LearningPeriod:    a.Detection.LearningPeriod,
+		StateDir:          a.StateDir,
+		CorrelationWindow: a.Detection.CorrelationWindow,
+		Logger:            log,
+		Emit: func(inc *vigilv1.Incident) {
+			st.incidents.Add(1)
+			d.emit(inc)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.loadFeedback()
+	if cfg.Record != "" {
+		d.recorder, err = replay.Create(cfg.Record)
+		if err != nil {
+			return nil, fmt.Errorf("--record: %w", err)
+		}
+		log.Info("recording events for replay", "file", cfg.Record)
+	}
+	return d, nil
+}
+
+// emit journals an incident revision and queues it for the server.
+func (d *detection) emit(inc *vigilv1.Incident) {
+	sig := inc.GetSignals()
+	last := &vigilv1.Signal{}
+	if len(sig) > 0 {
+		last = sig[len(sig)-1]
+	}
+	d.log.Info("incident", "id", inc.GetId(), "revision", inc.GetRevision(), "rule", inc.GetRuleId(),
+		"technique", inc.GetAttack().GetTechniqueId(), "severity", inc.GetSeverity().String(),
+		"score", inc.GetScore(), "pid", inc.GetProcess().GetPid(), "exe", inc.GetProcess().GetExe(),
+		"signal", last.GetRuleId(), "reason", last.GetReason())
+	if err := d.journal.Add(inc); err != nil {
+		d.log.Warn("incident not journaled: it cannot be labelled on this host", "id", inc.GetId(), "error", err)
+	}
+	if err := d.send(inc); err != nil {
+		d.log.Error("incident not queued for the server", "id", inc.GetId(), "error", err)
+	}
+}
+
+// loadFeedback applies the feedback file when it changed. Call it with the
+// pipeline's lock held (or before the readers start).
+func (d *detection) loadFeedback() {
+	if !d.fbState.Changed(d.feedback) {
+		return
+	}
+	list, err := feedback.Load(d.feedback)
+	if err != nil {
+		d.log.Error("analyst feedback not applied; the previous feedback stays in force", "error", err)
+		return
+	}
+	d.pipe.SetSuppressions(list)
+	if len(list) > 0 {
+		d.log.Info("analyst feedback applied", "suppressions", len(list), "file", d.feedback)
+	}
+}
+
+// watch reloads rules and feedback when their files change, and saves the
+// learned state now and then, until ctx ends. mu is the pipeline's lock.
+func (d *detection) watch(ctx context.Context, mu *sync.Mutex) {
+	var dirs []string
+	if d.rulesDir != "" {
+		dirs = append(dirs, d.rulesDir)
+	}
+	w := rules.NewWatcher(d.engine, dirs, rules.WatchOptions{
+		OnReload: func(s *rules.Set) { d.log.Info("rules reloaded", "rules", len(s.Rules()), "dir", d.rulesDir) },
+		OnError: func(err error) {
+			d.log.Error("rules not reloaded; the last good set stays in force", "dir", d.rulesDir, "error", err)
+		},
+	})
+	fb := time.NewTicker(feedbackPoll)
+	defer fb.Stop()
+	save := time.NewTicker(savePeriod)
+	defer save.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-fb.C:
+			_, _ = w.Check() // errors go to OnError
+			mu.Lock()
+			d.loadFeedback()
+			if d.recorder != nil {
+				if err := d.recorder.Flush(); err != nil {
+					d.log.Error("recording stopped", "error", err)
+					d.recorder = nil
+				}
+			}
+			mu.Unlock()
+		case <-save.C:
+			mu.Lock()
+			err := d.pipe.Save()
+			mu.Unlock()
+			if err != nil {
+				d.log.Warn("learned state not saved", "error", err)
+			}
+		}
+	}
+}
+
+// close ends open incidents, saves the learned state and the recording.
+func (d *detection) close() {
+	if err := d.pipe.Close(); err != nil {
+		d.log.Warn("closing detection", "error", err)
+	}
+	if d.recorder != nil {
+		if err := d.recorder.Close(); err != nil {
+			d.log.Warn("recording not completely written", "error", err)
+		}
+	}
+}
