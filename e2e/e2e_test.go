@@ -675,10 +675,17 @@ func TestIncidentNamesTheSSHLogin(t *testing.T) {
 	if out, err := sshtest.SSHLogin(t, port, u, u.Password, payload); err != nil {
 		t.Fatalf("ssh %s@127.0.0.1 %s: %v\n%s", u.Name, payload, err, out)
 	}
+	var sig *vigilv1.Signal
 	inc, _ := sub.next(t, 5*time.Second, "incident of the program run over SSH", func(inc *vigilv1.Incident) bool {
-		return inc.RuleId == "exec-from-tmp" && inc.GetProcess().GetExe() == payload
+		for _, s := range inc.GetSignals() {
+			if s.GetRuleId() == "exec-from-tmp" && s.GetExe() == payload {
+				sig = s
+				return true
+			}
+		}
+		return false
 	})
-	p, l := inc.GetProcess(), inc.GetLogin()
+	p, l := processOf(inc, sig.GetPid()), inc.GetLogin()
 	if p.Uid != u.UID || p.User != u.Name {
 		t.Errorf("process uid %d user %q, want %d %q", p.Uid, p.User, u.UID, u.Name)
 	}
@@ -687,5 +694,8 @@ func TestIncidentNamesTheSSHLogin(t *testing.T) {
 	}
 	if l.Service != "sshd" || l.User != u.Name || l.RemoteHost != "127.0.0.1" || l.SessionId != p.SessionId || l.SessionId == ^uint32(0) {
 		t.Errorf("login %v (process session %d), want sshd login of %s from 127.0.0.1 in the process's session", l, p.SessionId, u.Name)
+	}
+	if !strings.Contains(inc.Cause, "A login to "+u.Name+" over sshd from 127.0.0.1") {
+		t.Errorf("cause %q does not name the login", inc.Cause)
 	}
 }

@@ -267,8 +267,39 @@ func (p *intake) close() {
 	}
 }
 
+// processWait bounds how long an event of another family waits for the
+// process family to report the fork and exec of its process, measured from
+// the event's own time: the process ring wakes its reader at least every
+// sensor.WakeupInterval, and the families are read concurrently.
+const processWait = 4 * sensor.WakeupInterval
+
+// awaitProcess holds an event of the file, login or network family until
+// the process tree knows its process, or processWait after the event. An
+// event read from a backlog is older than that and does not wait.
+func (p *intake) awaitProcess(ev any) {
+	switch ev.(type) {
+	case *event.Fork, *event.Exec, *event.Exit:
+		return
+	}
+	hdr, at, ok := event.Header(ev)
+	if !ok {
+		return
+	}
+	deadline := at.Add(processWait)
+	for {
+		p.mu.Lock()
+		known := p.closed || p.det.pipe.Knows(hdr)
+		p.mu.Unlock()
+		if known || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // handleLocked counts and handles one event; the family readers call it.
 func (p *intake) handleLocked(ev any) {
+	p.awaitProcess(ev)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {

@@ -81,6 +81,13 @@ func newDetection(cfg Config, log *slog.Logger, tree *proctree.Tree, b *incident
 		StateDir:          a.StateDir,
 		CorrelationWindow: a.Detection.CorrelationWindow,
 		Logger:            log,
+		Lookup: func(pid uint32) (proctree.Entry, bool) {
+			e, err := proctree.ReadProc("/proc", pid)
+			if err != nil {
+				return proctree.Entry{}, false
+			}
+			return *e, true
+		},
 		Emit: func(inc *vigilv1.Incident) {
 			st.incidents.Add(1)
 			d.emit(inc)

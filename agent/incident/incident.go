@@ -85,7 +85,19 @@ func (b *Builder) Build(g correlate.Group) (*vigilv1.Incident, error) {
 		inc.Signals = append(inc.Signals, b.signal(&sigs[i]))
 	}
 	inc.Related = b.related(sigs, focus)
-	inc.Cause = b.cause(sigs, p, focus, inc.Login)
+	// A login is the entry point whenever one of the signals came from a
+	// login session, even when the shown process did not: the cause then
+	// follows that signal's process chain from the login.
+	causeFocus := focus
+	if inc.Login == nil {
+		for i := range sigs {
+			if sigs[i].Login != nil && sigs[i].Process != nil {
+				inc.Login, causeFocus = proto.CloneOf(sigs[i].Login), &sigs[i]
+				break
+			}
+		}
+	}
+	inc.Cause = b.cause(sigs, p, causeFocus, inc.Login)
 	inc.RecommendedActions = b.actions(sigs)
 	return inc, nil
 }

@@ -324,3 +324,25 @@ func assertActions(t *testing.T, inc *vigilv1.Incident, want []*vigilv1.Recommen
 		}
 	}
 }
+
+// TestCauseLoginOfAnotherSignal: the shown process (the most severe signal)
+// is outside any login, but a later signal came from a login session: the
+// login is still the incident's entry point.
+func TestCauseLoginOfAnotherSignal(t *testing.T) {
+	login, p, anc := sshSession()
+	harness, hanc := lineage(proc(1, 0, "/sbin/init"), proc(50, 1, "/opt/ci/runner"))
+	write := correlate.Signal{Time: t0, RuleID: "passwd-file-modified", Title: "Account database written",
+		Severity: vigilv1.Severity_SEVERITY_HIGH, Reason: "runner wrote /etc/passwd", Process: harness, Ancestors: hanc}
+	run := correlate.Signal{Time: t0.Add(3 * time.Minute), RuleID: "exec-from-tmp", Title: "Program executed from /tmp",
+		Severity: vigilv1.Severity_SEVERITY_MEDIUM, Reason: "executed /tmp/x", Process: p, Ancestors: anc, Login: login}
+	inc := build(t, &Builder{}, write, run)
+	if inc.RuleId != "passwd-file-modified" || inc.Process.GetPid() != 50 {
+		t.Errorf("shown: rule %q pid %d, want the most severe signal's process 50", inc.RuleId, inc.Process.GetPid())
+	}
+	if inc.Login.GetSessionId() != 7 || inc.Login.GetRemoteHost() != "127.0.0.1" {
+		t.Errorf("login %v, want the session of the exec-from-tmp signal", inc.Login)
+	}
+	if want := "A login to alice over sshd from 127.0.0.1 at 10:02:03 UTC started bash -> cat."; inc.Cause != want {
+		t.Errorf("cause %q, want %q", inc.Cause, want)
+	}
+}

@@ -44,6 +44,9 @@ type Options struct {
 	StateDir string
 	// CorrelationWindow is how long an incident stays open (0: 10 min).
 	CorrelationWindow time.Duration
+	// Lookup reads a live process the tree does not know yet (nil: none,
+	// as in a replay).
+	Lookup func(pid uint32) (proctree.Entry, bool)
 	// Emit receives every incident revision.
 	Emit func(*vigilv1.Incident)
 	// Logger receives warnings (nil: slog.Default()).
@@ -217,14 +220,7 @@ func (p *Pipeline) Handle(ev any) {
 		p.sessions.Observe(e)
 	}
 	if entry == nil {
-		if x, ok := p.tree.Get(hdr.PID); ok && x.SameProcess(hdr.StartTime) {
-			entry = &x
-		} else {
-			// The families are read concurrently: a file or network event can
-			// arrive before the fork and exec of its process. What the event
-			// itself says of the process stands in until then.
-			entry = fromHeader(hdr)
-		}
+		entry = p.processOf(hdr)
 	}
 	if x, ok := ev.(*event.Exit); ok {
 		defer p.tree.Exit(x)
@@ -277,6 +273,38 @@ func (p *Pipeline) Handle(ev any) {
 		p.stats.Findings++
 		p.signal(findingSignal(f, at, entry, ancestors), entry, parent)
 	}
+}
+
+// Knows reports whether the process tree holds the process of an event
+// under the image the event saw (same start time and, for the main
+// thread, comm), so that the
+// event can be judged with its executable and ancestry.
+func (p *Pipeline) Knows(hdr *event.Process) bool {
+	x, ok := p.tree.Get(hdr.PID)
+	// Only the main thread's comm is the process's: other threads may have
+	// names of their own (prctl PR_SET_NAME).
+	mainThread := hdr.TID == 0 || hdr.TID == hdr.PID
+	return ok && x.SameProcess(hdr.StartTime) && (!mainThread || hdr.Comm == "" || x.Comm == hdr.Comm)
+}
+
+// processOf returns the tree's entry for the process of an event of
+// another family than the process one. The families are read concurrently,
+// so such an event can arrive before the fork or exec of its process has
+// been handled: the tree then does not know the process, or knows it under
+// its image before exec (another comm). The live process is asked then
+// (Options.Lookup), and failing that, what the event says of the process
+// stands in.
+func (p *Pipeline) processOf(hdr *event.Process) *proctree.Entry {
+	if p.Knows(hdr) {
+		x, _ := p.tree.Get(hdr.PID)
+		return &x
+	}
+	if p.opts.Lookup != nil {
+		if x, ok := p.opts.Lookup(hdr.PID); ok && x.SameProcess(hdr.StartTime) {
+			return &x
+		}
+	}
+	return fromHeader(hdr)
 }
 
 // fromHeader is the process of an event the tree does not know yet.

@@ -8,6 +8,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/feedback"
 	"github.com/vigil-sensor/vigil/agent/incident"
+	"github.com/vigil-sensor/vigil/agent/proctree"
 	"github.com/vigil-sensor/vigil/agent/replay"
 	"github.com/vigil-sensor/vigil/agent/rules"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
@@ -236,5 +237,48 @@ func TestFeedbackStopsTheSameBehaviourOnly(t *testing.T) {
 	}
 	if inc := got[1]; inc.GetRuleId() != "exec-from-tmp" || inc.GetProcess().GetExe() != "/tmp/.x/payload" {
 		t.Errorf("second incident %s on %s, want exec-from-tmp on /tmp/.x/payload", inc.GetRuleId(), inc.GetProcess().GetExe())
+	}
+}
+
+// TestEventBeforeItsExec: a file event handled before the exec of its
+// process (the families are read concurrently) is attributed to the live
+// process, not to the image the tree still holds.
+func TestEventBeforeItsExec(t *testing.T) {
+	var c collector
+	set, err := rules.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookups := 0
+	p, err := New(Options{
+		Builder: &incident.Builder{HostID: "test", Hostname: "test"},
+		Engine:  rules.NewEngine(set, rules.Options{}),
+		Emit:    c.emit,
+		Lookup: func(pid uint32) (proctree.Entry, bool) {
+			lookups++
+			return proctree.Entry{PID: pid, PPID: 500, StartTime: 7e9, Comm: "cat", Exe: "/usr/bin/cat", Args: []string{"cat", "/etc/shadow"}}, pid == 700
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	shell := event.Process{PID: 500, PPID: 1, StartTime: 1e9, Comm: "bash", SessionID: event.NoSessionID, LoginUID: event.NoLoginUID}
+	child := shell
+	child.PID, child.PPID, child.StartTime = 700, 500, 7e9
+	p.Handle(&event.Exec{Time: t0, Process: shell, Exe: "/usr/bin/bash", Args: []string{"bash"}})
+	p.Handle(&event.Fork{Time: t0, Process: child})
+	// The open of /etc/shadow, before cat's exec is handled.
+	opened := child
+	opened.Comm = "cat"
+	p.Handle(&event.File{Time: t0.Add(time.Millisecond), Process: opened, Op: event.FileOpen, Syscall: "openat",
+		Path: "/etc/shadow", Read: true, Ret: 3})
+	got := c.incidents()
+	if len(got) != 1 || lookups != 1 {
+		t.Fatalf("%d incidents after %d lookups, want 1 after 1", len(got), lookups)
+	}
+	sig := got[0].GetSignals()[0]
+	if sig.GetRuleId() != "shadow-file-read" || sig.GetPid() != 700 || sig.GetExe() != "/usr/bin/cat" || sig.GetParentExe() != "/usr/bin/bash" {
+		t.Errorf("signal %v, want shadow-file-read by /usr/bin/cat (pid 700) under /usr/bin/bash", sig)
 	}
 }
