@@ -34,10 +34,13 @@ Usage:
                                       score the syscall-sequence model (e.g. on ADFA-LD)
 
 It must run as root on a kernel with BTF (/sys/kernel/btf/vmlinux). It
-attaches to the sched_process_fork/exec/exit tracepoints, builds a process
-tree (seeded from /proc), evaluates its built-in rules on every exec and
-sends each incident to the server, resending until the server acknowledges
-it. It logs to stderr. On Ctrl-C or SIGTERM it detaches every program
+loads its eBPF sensors (processes, files and syscalls, logins, network
+flows), builds a process tree (seeded from /proc), judges every event with
+its rules (built in, plus /etc/vigil/rules.d/*.yaml, reloaded on change) and
+a baseline it learns, joins related signals into incidents and sends them
+to the server, resending until the server acknowledges them. Label an
+incident benign with "vigil-agent label" and the same behaviour stops
+raising it. It logs to stderr. On Ctrl-C or SIGTERM it detaches every program
 before it exits.
 
 Settings come from the config file (default /etc/vigil/agent.yaml, optional;
@@ -47,6 +50,7 @@ override it.
 Examples:
   sudo vigil-agent --server 127.0.0.1:7470
   sudo vigil-agent --config /etc/vigil/agent.yaml --check
+  sudo vigil-agent --record /var/tmp/events.jsonl      # then: vigil-agent replay /var/tmp/events.jsonl
 
 Flags:
 `
