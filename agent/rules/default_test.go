@@ -149,8 +149,12 @@ func TestCredentialAccessRules(t *testing.T) {
 		}
 	}
 	sshdProc := procOf("/usr/sbin/sshd-session")
+	// A user who is not root trying to read the hashes: EACCES.
+	refused := openR("/etc/shadow")
+	refused.Ret = -13
 	runCases(t, []ruleCase{
 		{name: "cat opens shadow", ev: openR("/etc/shadow"), proc: procOf("/usr/bin/python3"), parent: bash, want: "shadow-file-read", reason: "python3 (/usr/bin/python3) opened /etc/shadow for reading"},
+		{name: "shadow open refused", ev: refused, proc: procOf("/usr/bin/wc"), parent: bash, want: "shadow-file-read", reason: "wc (/usr/bin/wc) tried to open /etc/shadow for reading (refused, errno 13)"},
 		{name: "unix_chkpwd opens shadow", ev: openR("/etc/shadow"), proc: procOf("/usr/sbin/unix_chkpwd"), parent: sshd},
 		{name: "cron backup of shadow", ev: execOf("/usr/bin/cp", "cp", "-p", "/etc/shadow", "/var/backups/shadow.bak"), parent: &proctree.Entry{PID: 11, Exe: "/usr/bin/run-parts", Comm: "run-parts"}},
 		{name: "ssh key read", ev: openR("/root/.ssh/id_ed25519"), proc: procOf("/usr/bin/cat"), parent: bash, want: "private-key-read", reason: "cat (/usr/bin/cat) read the private key /root/.ssh/id_ed25519"},

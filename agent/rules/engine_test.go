@@ -40,6 +40,56 @@ func TestRepeatsAreQuietForAWindow(t *testing.T) {
 	}
 }
 
+func TestAccountCreationsRepeatByCommandLine(t *testing.T) {
+	e := NewEngine(defaults(t), Options{})
+	shell := &proctree.Entry{PID: 5, StartTime: 7, Exe: "/usr/bin/bash"}
+	useradd := func(sec int, name string) []Match {
+		x := &event.Exec{Time: time.Unix(int64(sec), 0), Exe: "/usr/sbin/useradd", Args: []string{"useradd", "--system", name},
+			Process: event.Process{PID: uint32(100 + sec), PPID: shell.PID}}
+		in, _ := InputFor(x, nil, shell, []proctree.Entry{*shell}, nil)
+		return e.Evaluate(in)
+	}
+	if got := useradd(0, "alice"); len(got) != 1 || got[0].Rule.ID != "user-account-created" {
+		t.Fatalf("first account: %+v", got)
+	}
+	// A second account from the same shell at once is another finding.
+	if got := useradd(1, "mallory"); len(got) != 1 || got[0].Reason != "account tool useradd ran: useradd --system mallory" {
+		t.Fatalf("second account from the same shell: %+v", got)
+	}
+	// The same command again is a repeat.
+	if got := useradd(2, "mallory"); len(got) != 0 {
+		t.Fatalf("same command again: %+v", got)
+	}
+}
+
+func TestPortScanRepeatsByProgramUserAndSession(t *testing.T) {
+	e := NewEngine(defaults(t), Options{})
+	probe := func(sec int, pid, uid, session uint32, port uint16) []Match {
+		c := &event.TCPConnect{Time: time.Unix(int64(sec), 0), Remote: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), port),
+			Process: event.Process{PID: pid, UID: uid, SessionID: session, Comm: "bash"}}
+		p := &proctree.Entry{PID: pid, UID: uid, SessionID: session, Exe: "/usr/bin/bash", Comm: "bash"}
+		in, _ := InputFor(c, p, nil, nil, nil)
+		in.Network.PortsToHost = int(port)
+		return e.Evaluate(in)
+	}
+	if got := probe(0, 100, 0, 3, 25); len(got) != 1 || got[0].Rule.ID != "port-scan-connections" {
+		t.Fatalf("25th port: %+v", got)
+	}
+	// The loop's next subshells are the same scan.
+	for port := uint16(26); port <= 40; port++ {
+		if got := probe(1, 100+uint32(port), 0, 3, port); len(got) != 0 {
+			t.Fatalf("port %d from the next subshell: %+v", port, got)
+		}
+	}
+	// Another user's or another session's scan is another finding.
+	if got := probe(2, 200, 1000, 3, 25); len(got) != 1 {
+		t.Fatalf("another user: %+v", got)
+	}
+	if got := probe(2, 201, 0, 4, 25); len(got) != 1 {
+		t.Fatalf("another session: %+v", got)
+	}
+}
+
 func TestLoginRulesRepeatBySource(t *testing.T) {
 	e := NewEngine(defaults(t), Options{})
 	try := func(sec int, host string, pid uint32) []Match {
