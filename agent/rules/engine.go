@@ -122,7 +122,7 @@ func (e *Engine) Evaluate(in *Input) []Match {
 	act := activation{in}
 	var out []Match
 	for _, r := range rules {
-		if !e.isTrue(r.cond, act) {
+		if !r.guard.admits(in.Process.Name) || !e.isTrue(r.cond, act) {
 			continue
 		}
 		silenced := false

@@ -111,6 +111,9 @@ type Rule struct {
 	Overridden bool
 
 	cond, reason, key cel.Program
+	// guard lists the process names the condition can only be true for
+	// (nil: any); see nameGuard.
+	guard nameGuard
 }
 
 // FileInfo is one loaded rule file.
@@ -593,6 +596,15 @@ func (c *compiler) program(env *cel.Env, ast *cel.Ast, src *source, n *yaml.Node
 	return prg, true
 }
 
+// listValues returns the lists by name.
+func (c *compiler) listValues() map[string][]string {
+	m := make(map[string][]string, len(c.lists))
+	for _, l := range c.lists {
+		m[l.name] = l.values
+	}
+	return m
+}
+
 // buildRule checks a rule's keys and compiles its expressions.
 func (c *compiler) buildRule(env *cel.Env, inline []*cel.InlineVariable, s *spec) (*Rule, bool) {
 	r := &Rule{ID: s.id, File: s.src.name, Line: s.idNode.Line, Enabled: true, Response: ResponseNone, RepeatWindow: DefaultRepeatWindow}
@@ -684,6 +696,7 @@ func (c *compiler) buildRule(env *cel.Env, inline []*cel.InlineVariable, s *spec
 	if cond, k := str("condition", true); k.node != nil {
 		r.Condition = cond
 		if ast, good := c.compileExpr(env, inline, k.src, k.node, s.item, "condition", cel.BoolType); good {
+			r.guard = guardOf(ast, c.listValues())
 			r.cond, good = c.program(env, ast, k.src, k.node, s.item, "condition")
 			ok = ok && good
 		} else {
