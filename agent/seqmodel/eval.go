@@ -134,8 +134,12 @@ func parallel(n int, f func(i int)) {
 
 // Result is the outcome of Evaluate.
 type Result struct {
-	// Order is the window length of the evaluated model.
+	// Kind is the scoring model evaluated.
+	Kind Kind
+	// Order is the window length of the evaluated model's Markov part.
 	Order int
+	// Hidden is the GRU state width (neural kinds only).
+	Hidden int
 	// TrainTraces, NormalTraces and AttackTraces count the traces read.
 	TrainTraces, NormalTraces, AttackTraces int
 	// TrainTokens counts the syscalls learnt from.
@@ -204,7 +208,7 @@ func Evaluate(trainDir, normalDir, attackDir string, opts Options) (Result, erro
 	res.ScoreTime = time.Since(t2)
 
 	res.Model = m
-	res.Order = m.Order()
+	res.Kind, res.Order, res.Hidden = m.Kind(), m.Order(), m.Hidden()
 	res.TrainTraces, res.NormalTraces, res.AttackTraces = len(sets[0]), len(sets[1]), len(sets[2])
 	res.TrainTokens = m.Tokens()
 	res.AUC = AUC(res.NormalScores, res.AttackScores)

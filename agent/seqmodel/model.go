@@ -13,6 +13,14 @@
 // Tokens are small non-negative integers: syscall numbers on ADFA-LD, and the
 // event kinds reported by the sensors in the agent.
 //
+// Options.Kind also offers a neural language model (KindRNN: a GRU trained
+// with truncated back-propagation through time and Adam, in pure Go) and a
+// per-syscall mixture of the two (KindMix). Both are scored the same way,
+// as mean negative log-likelihood per syscall, streaming with a bounded
+// per-process state. On ADFA-LD they did not separate attacks from normal
+// traces clearly better than the Markov model, which stays the default; see
+// rnn.go for the figures.
+//
 // Typical use:
 //
 //	m := seqmodel.New(seqmodel.Options{})
@@ -31,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -60,12 +69,79 @@ var ErrNotFinalized = errors.New("seqmodel: model not finalized")
 // ErrBadToken is returned by Train for a token outside [0, MaxToken].
 var ErrBadToken = errors.New("seqmodel: token out of range")
 
+// ErrFrozen is returned by Train on a loaded model with a neural part: the
+// network was fitted to traces the file does not keep, so it cannot be
+// trained further.
+var ErrFrozen = errors.New("seqmodel: loaded neural model cannot be trained further")
+
+// Kind selects the scoring model.
+type Kind int
+
+const (
+	// KindMarkov scores with the Witten-Bell variable-order Markov model
+	// alone.
+	KindMarkov Kind = iota
+	// KindRNN scores with the GRU language model alone.
+	KindRNN
+	// KindMix scores each syscall with an equal-weight mixture of the
+	// Markov and GRU next-syscall probabilities.
+	KindMix
+)
+
+// DefaultKind is the model used when Options.Kind is left at its zero
+// value.
+const DefaultKind = KindMarkov
+
+// mixWeight is the GRU's weight in KindMix. It was chosen by held-out
+// likelihood on a split of the ADFA-LD training set (4/5 to fit, 1/5 held
+// out): 0.96 nats per syscall at 0.5, against 0.97 at 0.3 and 0.7.
+const mixWeight = 0.5
+
+// String returns the name ParseKind accepts.
+func (k Kind) String() string {
+	switch k {
+	case KindMarkov:
+		return "markov"
+	case KindRNN:
+		return "rnn"
+	case KindMix:
+		return "mix"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// ParseKind returns the Kind named s: "markov", "rnn" or "mix".
+func ParseKind(s string) (Kind, error) {
+	for _, k := range []Kind{KindMarkov, KindRNN, KindMix} {
+		if s == k.String() {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown model kind %q (want markov, rnn or mix)", s)
+}
+
+// neural reports whether the kind has a GRU part.
+func (k Kind) neural() bool { return k == KindRNN || k == KindMix }
+
 // Options configures a Model. The zero value is valid and selects the
 // defaults.
 type Options struct {
-	// Order is the longest window (n-gram length) the model conditions on;
-	// 0 selects DefaultOrder. Values above MaxOrder are clamped.
+	// Order is the longest window (n-gram length) the Markov part
+	// conditions on; 0 selects DefaultOrder. Values above MaxOrder are
+	// clamped. The Markov part is kept for every Kind: KnownNGrams and
+	// Explain rely on it.
 	Order int
+	// Kind selects the scoring model; the zero value is KindMarkov.
+	Kind Kind
+	// Hidden is the GRU state width for the neural kinds; 0 selects
+	// DefaultHidden. Values above MaxHidden are clamped.
+	Hidden int
+	// Epochs is the number of training passes of the GRU; 0 selects
+	// DefaultEpochs.
+	Epochs int
+	// Seed seeds the GRU's initial weights and trace shuffling; 0 selects
+	// DefaultSeed. The same traces, options and seed give the same model.
+	Seed uint64
 }
 
 func (o Options) withDefaults() Options {
@@ -74,6 +150,18 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Order > MaxOrder {
 		o.Order = MaxOrder
+	}
+	if o.Hidden <= 0 {
+		o.Hidden = DefaultHidden
+	}
+	if o.Hidden > MaxHidden {
+		o.Hidden = MaxHidden
+	}
+	if o.Epochs <= 0 {
+		o.Epochs = DefaultEpochs
+	}
+	if o.Seed == 0 {
+		o.Seed = DefaultSeed
 	}
 	return o
 }
@@ -92,6 +180,13 @@ type ctxStat struct {
 // start-up sequence) are modelled as such.
 type Model struct {
 	order int
+	opts  Options // with defaults applied
+
+	// Neural part (Kind RNN or Mix): the training traces are kept until
+	// Finalize fits the network to all of them.
+	pending [][]int
+	net     *rnn
+	frozen  bool // loaded from a file: no training traces to refit on
 
 	mu     sync.Mutex
 	dirty  bool
@@ -107,10 +202,18 @@ func New(opts Options) *Model {
 	opts = opts.withDefaults()
 	return &Model{
 		order:  opts.Order,
+		opts:   opts,
 		counts: make(map[string]uint32),
 		ctxs:   make(map[string]ctxStat),
 	}
 }
+
+// Kind returns the scoring model.
+func (m *Model) Kind() Kind { return m.opts.Kind }
+
+// Hidden returns the GRU state width; it is meaningful for the neural kinds
+// only.
+func (m *Model) Hidden() int { return m.opts.Hidden }
 
 // Order returns the model's window length.
 func (m *Model) Order() int { return m.order }
@@ -137,6 +240,12 @@ func (m *Model) Train(trace []int) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.frozen {
+		return fmt.Errorf("train: %w", ErrFrozen)
+	}
+	if m.opts.Kind.neural() {
+		m.pending = append(m.pending, slices.Clone(trace))
+	}
 	// The padded trace starts with the start marker, then each token; every
 	// n-gram ending at a real token is counted for n = 1..order.
 	padded := make([]int, 0, len(trace)+1)
@@ -163,7 +272,11 @@ func (m *Model) Train(trace []int) error {
 }
 
 // Finalize derives the context summaries used for scoring from the n-gram
-// counts. It is cheap to call again after more training.
+// counts and, for the neural kinds, fits the GRU to every trace trained so
+// far. For KindMarkov it is cheap to call again after more training; for
+// the neural kinds each call after new training refits the network from
+// scratch (seconds to a minute on ADFA-LD), with the same result as a
+// single call at the end.
 func (m *Model) Finalize() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -190,6 +303,9 @@ func (m *Model) finalizeLocked() {
 		if ctx == "" {
 			m.vocab++
 		}
+	}
+	if m.opts.Kind.neural() && !m.frozen {
+		m.net = trainRNN(m.pending, m.opts.Hidden, m.opts.Epochs, m.opts.Seed, runtime.GOMAXPROCS(0), nil)
 	}
 	m.dirty = false
 }
@@ -282,11 +398,14 @@ func HashNGram(ngram []int) uint64 {
 }
 
 // Scorer scores one process's token stream incrementally. Its memory is
-// bounded by the model order, whatever the length of the stream. A Scorer
-// is not safe for concurrent use; use one per process.
+// bounded by the model order and, for the neural kinds, the GRU state
+// width, whatever the length of the stream. A Scorer is not safe for
+// concurrent use; use one per process.
 type Scorer struct {
 	m       *Model
-	hist    []int // last order-1 tokens, start marker included
+	net     *rnn      // nil for KindMarkov or an untrained model
+	rs      *rnnState // GRU state for net
+	hist    []int     // last order-1 tokens, start marker included
 	buf     []byte
 	offs    []int
 	sum     float64
@@ -308,6 +427,12 @@ func (m *Model) NewScorer() *Scorer {
 		worst:  -1,
 		worstW: make([]int, 0, m.order),
 	}
+	m.mu.Lock()
+	if m.opts.Kind.neural() && m.net != nil {
+		s.net = m.net
+		s.rs = m.net.newState()
+	}
+	m.mu.Unlock()
 	if m.order > 1 {
 		s.hist = append(s.hist, -1) // start marker
 	}
@@ -353,6 +478,12 @@ func (s *Scorer) Add(tok int) float64 {
 		full = 0 // the longest context itself was never seen
 	}
 	nll := -math.Log(p)
+	if s.net != nil {
+		nll = s.net.add(s.rs, tok)
+		if m.opts.Kind == KindMix {
+			nll = -math.Log(mixWeight*math.Exp(-nll) + (1-mixWeight)*p)
+		}
+	}
 
 	s.sum += nll
 	s.n++

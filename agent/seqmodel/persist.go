@@ -7,23 +7,30 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 )
 
-// File format, version 1 (all integers are uvarints unless noted):
+// File format, version 2 (all integers are uvarints unless noted):
 //
 //	magic   "VGSEQMDL"           8 bytes
-//	version                      = 1
+//	version                      = 2
 //	order, traces, tokens
 //	entries                      number of n-gram records
 //	entries x { keylen, key bytes, count }
+//	kind                         0 Markov, 1 RNN, 2 mix
+//	if kind is 1 or 2, the GRU:
+//	  hidden, epochs, seed
+//	  nsyms, nsyms x syscall     known syscalls, ascending
+//	  nparams, nparams x float32 bits, 4 bytes little-endian each
 //	crc32   IEEE of everything above, 4 bytes little-endian
 //
-// Records are sorted by key, so saving the same model twice gives the same
-// bytes.
+// Version 1 is the same without the kind and GRU sections (a Markov model);
+// Load still reads it. Records are sorted by key, so saving the same model
+// twice gives the same bytes.
 const (
 	fileMagic   = "VGSEQMDL"
-	fileVersion = 1
+	fileVersion = 2
 )
 
 // ErrFormat is returned by Load for input that is not a well-formed model
@@ -56,6 +63,10 @@ func (m *Model) Save(w io.Writer) error {
 		b = append(b, k...)
 		b = binary.AppendUvarint(b, uint64(m.counts[k]))
 	}
+	b = binary.AppendUvarint(b, uint64(m.opts.Kind))
+	if m.opts.Kind.neural() {
+		b = appendRNN(b, m.net, m.opts)
+	}
 	m.mu.Unlock()
 	b = binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 	if _, err := w.Write(b); err != nil {
@@ -77,8 +88,8 @@ func Load(r io.Reader) (*Model, error) {
 	}
 	d := decoder{b: data[len(fileMagic) : len(data)-4]}
 	version := d.uvarint()
-	if d.err == nil && version != fileVersion {
-		return nil, fmt.Errorf("load model: file version %d, this build reads %d: %w", version, fileVersion, ErrVersion)
+	if d.err == nil && (version < 1 || version > fileVersion) {
+		return nil, fmt.Errorf("load model: file version %d, this build reads 1 to %d: %w", version, fileVersion, ErrVersion)
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
@@ -108,6 +119,18 @@ func Load(r io.Reader) (*Model, error) {
 		}
 		m.counts[string(k)] = uint32(c)
 	}
+	if version >= 2 && d.err == nil {
+		kind := Kind(d.uvarint())
+		if d.err == nil && kind != KindMarkov && !kind.neural() {
+			return nil, fmt.Errorf("load model: unknown model kind %d: %w", kind, ErrFormat)
+		}
+		m.opts.Kind = kind
+		if kind.neural() && d.err == nil {
+			if err := m.loadRNN(&d); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if d.err != nil {
 		return nil, fmt.Errorf("load model: %w", d.err)
 	}
@@ -116,6 +139,65 @@ func Load(r io.Reader) (*Model, error) {
 	}
 	m.finalizeLocked()
 	return m, nil
+}
+
+// appendRNN appends the GRU section of the file format; an untrained net
+// is written as zero syscalls and no parameters.
+func appendRNN(b []byte, r *rnn, opts Options) []byte {
+	b = binary.AppendUvarint(b, uint64(opts.Hidden))
+	b = binary.AppendUvarint(b, uint64(opts.Epochs))
+	b = binary.AppendUvarint(b, opts.Seed)
+	if r == nil {
+		return binary.AppendUvarint(binary.AppendUvarint(b, 0), 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.syms)))
+	for _, s := range r.syms {
+		b = binary.AppendUvarint(b, uint64(s))
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.w)))
+	for _, w := range r.w {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(w))
+	}
+	return b
+}
+
+// loadRNN reads the GRU section into m and marks m as frozen.
+func (m *Model) loadRNN(d *decoder) error {
+	hidden, epochs, seed := d.uvarint(), d.uvarint(), d.uvarint()
+	nsyms := d.uvarint()
+	if d.err == nil && (hidden < 1 || hidden > MaxHidden || epochs < 1 || epochs > 1<<20 || nsyms > uint64(len(d.b))) {
+		return fmt.Errorf("load model: bad network header (hidden %d, epochs %d, %d syscalls): %w", hidden, epochs, nsyms, ErrFormat)
+	}
+	m.opts.Hidden, m.opts.Epochs, m.opts.Seed = int(hidden), int(epochs), seed
+	m.frozen = true
+	syms := make([]int, 0, nsyms)
+	for i := uint64(0); i < nsyms && d.err == nil; i++ {
+		s := d.uvarint()
+		if d.err == nil && (s > MaxToken || len(syms) > 0 && int(s) <= syms[len(syms)-1]) {
+			return fmt.Errorf("load model: network syscall list not ascending: %w", ErrFormat)
+		}
+		syms = append(syms, int(s))
+	}
+	nparams := d.uvarint()
+	if d.err != nil {
+		return fmt.Errorf("load model: %w", d.err)
+	}
+	if nsyms == 0 && nparams == 0 {
+		return nil // saved before any training
+	}
+	r := newRNN(int(hidden), syms)
+	if nparams != uint64(len(r.w)) {
+		return fmt.Errorf("load model: network has %d parameters, want %d: %w", nparams, len(r.w), ErrFormat)
+	}
+	raw := d.bytes(4 * nparams)
+	if d.err != nil {
+		return fmt.Errorf("load model: %w", d.err)
+	}
+	for i := range r.w {
+		r.w[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	m.net = r
+	return nil
 }
 
 // decoder reads uvarints and byte strings, remembering the first error.
