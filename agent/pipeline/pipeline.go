@@ -75,6 +75,7 @@ type Pipeline struct {
 	baseline *anomaly.Baseline
 	logins   *anomaly.Logins
 	flows    *anomaly.Flows
+	seqs     *sequences
 	corr     *correlate.Correlator
 	supp     *feedback.Set
 	accepted map[feedback.Suppression]bool
@@ -106,6 +107,7 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	if opts.Anomaly {
 		p.baseline = anomaly.NewBaseline(anomaly.BaselineOptions{LearningPeriod: opts.LearningPeriod})
+		p.seqs = newSequences(opts.LearningPeriod)
 	}
 	corr, err := correlate.New(opts.Builder, correlate.Options{Window: opts.CorrelationWindow})
 	if err != nil {
@@ -132,6 +134,9 @@ func (p *Pipeline) stateFiles() map[string]interface {
 	}
 	if p.baseline != nil {
 		m[anomaly.BaselineFile] = p.baseline
+	}
+	if p.seqs != nil {
+		m[SequencesFile] = p.seqs
 	}
 	return m
 }
@@ -265,6 +270,12 @@ func (p *Pipeline) Handle(ev any) {
 		}
 	}
 
+	if p.seqs != nil {
+		if r := p.seqs.observe(ev, at, entry); r != nil {
+			p.stats.Findings++
+			p.signal(sequenceSignal(r, at, entry, ancestors), entry, parent)
+		}
+	}
 	for _, m := range p.engine.Evaluate(in) {
 		p.stats.RuleMatches++
 		p.signal(ruleSignal(m, in, entry, ancestors), entry, parent)
@@ -433,6 +444,28 @@ func fileOp(f *rules.File) string {
 		return correlate.FileWrite
 	}
 	return correlate.FileRead
+}
+
+// modelPrefix starts the rule id of every sequence-model signal.
+const modelPrefix = "model."
+
+// sequenceSignal turns a rare sequence into a signal: low severity, like
+// any rarity on its own.
+func sequenceSignal(r *rareSequence, at time.Time, entry *proctree.Entry, ancestors []proctree.Entry) correlate.Signal {
+	sig := correlate.Signal{
+		Time:     at,
+		Source:   correlate.SourceModel,
+		RuleID:   modelPrefix + "rare-sequence",
+		Title:    "Program acted in an order it never did while the agent learned",
+		Severity: vigilv1.Severity_SEVERITY_LOW,
+		Reason:   r.reason,
+		Score:    min(95, 50+10*(r.score-seqThreshold)),
+	}
+	if entry != nil {
+		e := *entry
+		sig.Process, sig.Ancestors = &e, ancestors
+	}
+	return sig
 }
 
 // findingTitles are the one-line summaries of anomaly findings.
