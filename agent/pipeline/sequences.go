@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vigil-sensor/vigil/agent/event"
@@ -114,6 +115,32 @@ func tokenOf(ev any) int {
 		return tokDNS
 	}
 	return 0
+}
+
+// tokenNames name the tokens in reasons.
+var tokenNames = map[int]string{
+	tokExec: "exec", tokOpenRead: "open for reading", tokOpenWrite: "open for writing", tokRename: "rename",
+	tokUnlink: "unlink", tokChmod: "chmod", tokChown: "chown", tokLink: "link", tokSymlink: "symlink",
+	tokCred: "credential change", tokPtrace: "ptrace", tokModule: "module load", tokMemfd: "memfd_create",
+	tokMount: "mount", tokBPF: "bpf program load", tokKill: "kill", tokConnect: "connect", tokAccept: "accept",
+	tokClose: "connection close", tokUDP: "UDP flow", tokDNS: "DNS",
+}
+
+// sequenceText writes a sequence as "exec -> connect -> ...", eliding the
+// middle of a long one.
+func sequenceText(tokens []int) string {
+	const keep = 8
+	var parts []string
+	for i, t := range tokens {
+		if len(tokens) > 2*keep && i == keep {
+			parts = append(parts, fmt.Sprintf("... %d more ...", len(tokens)-2*keep))
+		}
+		if len(tokens) > 2*keep && i >= keep && i < len(tokens)-keep {
+			continue
+		}
+		parts = append(parts, tokenNames[t])
+	}
+	return strings.Join(parts, " -> ")
 }
 
 // seqKey identifies a process.
@@ -226,8 +253,8 @@ func (s *sequences) finish(p *procSeq, at time.Time) *rareSequence {
 	if score <= seqThreshold {
 		return nil
 	}
-	return &rareSequence{exe: p.exe, score: score, reason: fmt.Sprintf("%s did things in an order its %d learned runs never showed: %s",
-		p.exe, m.Traces(), m.Explain(p.tokens))}
+	return &rareSequence{exe: p.exe, score: score, reason: fmt.Sprintf("%s did things in an order its %d learned runs never showed: %s (mean surprise %.2f nats per event)",
+		p.exe, m.Traces(), sequenceText(p.tokens), score)}
 }
 
 // seqFile is the saved form of the models.

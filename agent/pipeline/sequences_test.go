@@ -91,8 +91,9 @@ func TestSequenceModel(t *testing.T) {
 	for _, sig := range got[0].GetSignals() {
 		if sig.GetSource() == "model" {
 			seq = append(seq, sig.GetRuleId()+" "+sig.GetExe())
-			t.Logf("reason: %s", sig.GetReason())
-			if !strings.HasPrefix(sig.GetReason(), "/opt/app/worker did things in an order its 30 learned runs never showed: ") || sig.GetPid() != 2001 {
+			want := "/opt/app/worker did things in an order its 30 learned runs never showed: " +
+				"exec -> credential change -> memfd_create -> mount -> credential change (mean surprise 5.63 nats per event)"
+			if sig.GetReason() != want || sig.GetPid() != 2001 {
 				t.Errorf("reason %q pid %d", sig.GetReason(), sig.GetPid())
 			}
 		}
