@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/vigil-sensor/vigil/agent/rules"
 	"github.com/vigil-sensor/vigil/internal/sshtest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
@@ -626,6 +627,10 @@ func TestAgentRefusesWithoutRoot(t *testing.T) {
 func TestAgentCheckAndConfigErrors(t *testing.T) {
 	testutil.RequireRoot(t)
 	agent := filepath.Join(buildBinaries(t), "vigil-agent")
+	builtin, err := rules.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	out, err := exec.Command(agent, "--config", "../configs/agent.yaml", "--check").CombinedOutput()
 	if err != nil {
@@ -638,10 +643,27 @@ func TestAgentCheckAndConfigErrors(t *testing.T) {
 		"file       ok, ",
 		"login      ok, 8 hooks: ",
 		"network    ok, ",
+		fmt.Sprintf("rules      %d enabled of %d (built in, plus 0 files in /etc/vigil/rules.d)", len(builtin.Rules()), len(builtin.Rules())),
+		"anomaly    on, learning for 24h0m0s from the first event; incidents stay open 10m0s for related signals",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("--check output lacks %q:\n%s", want, out)
 		}
+	}
+
+	// A broken rule file: --check names it and fails.
+	rulesDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(rulesDir, "local.yaml"), []byte("rules:\n  - id: local-x\n    title: t\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withRules := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(withRules, []byte("detection:\n  rules_dir: "+rulesDir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(agent, "--config", withRules, "--check").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), rulesDir+`/local.yaml:2:9: rule "local-x": missing condition`) ||
+		!strings.Contains(string(out), "rule files in "+rulesDir+" rejected") {
+		t.Errorf("--check with a broken rule file: %v\n%s", err, out)
 	}
 
 	bad := filepath.Join(t.TempDir(), "agent.yaml")

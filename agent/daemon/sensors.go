@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
+	"github.com/vigil-sensor/vigil/agent/rules"
 	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/agent/sensor/file"
 	"github.com/vigil-sensor/vigil/agent/sensor/login"
@@ -163,8 +164,53 @@ func Check(cfg *config.Config, configSource string, w io.Writer) error {
 		}
 		s.Close()
 	}
+	rulesOK := checkRules(cfg, w)
 	if failed > 0 {
 		return fmt.Errorf("%d required sensor families did not load", failed)
 	}
+	if !rulesOK {
+		return fmt.Errorf("rule files in %s rejected", cfg.Detection.RulesDir)
+	}
 	return nil
+}
+
+// checkRules prints the rules the agent would run with, and the problems
+// of the operator's rule files (which do not stop the agent: it runs on the
+// built-in rules until they are fixed). It reports whether they loaded.
+func checkRules(cfg *config.Config, w io.Writer) bool {
+	dir := cfg.Detection.RulesDir
+	var dirs []string
+	if dir != "" {
+		dirs = append(dirs, dir)
+	}
+	set, err := rules.Load(dirs...)
+	if err != nil {
+		fmt.Fprintf(w, "  %-10s operator rules in %s REJECTED, the agent would run on the built-in rules only:\n", "rules", dir)
+		for _, e := range rules.Errors(err) {
+			fmt.Fprintf(w, "  %-10s   %s\n", "", e)
+		}
+		if len(rules.Errors(err)) == 0 {
+			fmt.Fprintf(w, "  %-10s   %v\n", "", err)
+		}
+		return false
+	}
+	files := 0
+	for _, f := range set.Files() {
+		if !strings.HasPrefix(f.Name, "default/") {
+			files++
+		}
+	}
+	enabled := 0
+	for _, r := range set.Rules() {
+		if r.Enabled {
+			enabled++
+		}
+	}
+	fmt.Fprintf(w, "  %-10s %d enabled of %d (built in, plus %d files in %s)\n", "rules", enabled, len(set.Rules()), files, dir)
+	anomaly := "off"
+	if cfg.Detection.Anomaly {
+		anomaly = fmt.Sprintf("on, learning for %s from the first event", cfg.Detection.LearningPeriod)
+	}
+	fmt.Fprintf(w, "  %-10s %s; incidents stay open %s for related signals\n", "anomaly", anomaly, cfg.Detection.CorrelationWindow)
+	return true
 }
