@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/vigil-sensor/vigil/internal/atomicfile"
 )
 
 // The names of the state files under the agent's state directory.
@@ -54,40 +55,8 @@ func saveState(path, what string, state any) error {
 		return fmt.Errorf("save %s: encode: %w", what, err)
 	}
 	data = append(data, '\n')
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("save %s: %w", what, err)
-	}
-	// Remove the temporary file on any failure before the rename.
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("save %s: %w", what, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("save %s: write %s: %w", what, tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("save %s: sync %s: %w", what, tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save %s: close %s: %w", what, tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save %s: %w", what, err)
-	}
-	done = true
-	// Sync the directory so that the rename survives a crash; a failure
-	// here leaves a good file in place, so it is not reported.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vigil-sensor/vigil/internal/atomicfile"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
@@ -215,12 +216,8 @@ func Append(path string, add []Suppression) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("encode feedback: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return 0, fmt.Errorf("write feedback: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, fmt.Errorf("replace feedback: %w", err)
 	}
 	return added, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/proctree"
 	"github.com/vigil-sensor/vigil/agent/seqmodel"
+	"github.com/vigil-sensor/vigil/internal/atomicfile"
 )
 
 // SequencesFile keeps the learned per-executable sequence models in the
@@ -280,12 +281,8 @@ func (s *sequences) save(path string) error {
 	if err := gob.NewEncoder(&b).Encode(&f); err != nil {
 		return fmt.Errorf("encode sequence models: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("write sequence models: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("replace sequence models: %w", err)
+	if err := atomicfile.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("save sequence models: %w", err)
 	}
 	return nil
 }

@@ -1,13 +1,15 @@
 package seqmodel
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
+
+	"github.com/vigil-sensor/vigil/internal/atomicfile"
 )
 
 const evalUsage = `Usage: vigil-agent model eval --train DIR --normal DIR --attack DIR [flags]
@@ -155,21 +157,11 @@ func sortByScoreDesc(idx []int, s []float64) {
 
 // saveFile writes m to path atomically (temporary file, then rename).
 func saveFile(m *Model, path string) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("save model: %w", err)
-	}
-	if err := m.Save(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
+	var b bytes.Buffer
+	if err := m.Save(&b); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save model: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vigil-sensor/vigil/internal/atomicfile"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
@@ -35,28 +36,8 @@ func (c *Client) saveToOutbox(inc *vigilv1.Incident) error {
 	if err := os.MkdirAll(c.OutboxDir, 0o700); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	tmp, err := os.CreateTemp(c.OutboxDir, ".incoming-*")
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // gone after the rename; cleans up on failure
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("outbox: write incident %s: %w", id, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("outbox: sync incident %s: %w", id, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), c.outboxPath(id)); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	if dir, err := os.Open(c.OutboxDir); err == nil {
-		_ = dir.Sync()
-		dir.Close()
+	if err := atomicfile.WriteFile(c.outboxPath(id), b, 0o600); err != nil {
+		return fmt.Errorf("outbox: incident %s: %w", id, err)
 	}
 	return nil
 }
