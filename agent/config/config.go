@@ -87,6 +87,10 @@ type FileFamily struct {
 	// WatchReads are the path prefixes (same syntax) whose opens for read
 	// are reported too: secrets such as /etc/shadow.
 	WatchReads []string `yaml:"watch_reads"`
+	// WatchHidden are directories whose hidden entries (names starting with
+	// ".") and everything below them are watched like Watch: hiding places
+	// in directories too busy to watch whole, such as /tmp.
+	WatchHidden []string `yaml:"watch_hidden"`
 	// Events are the event kinds reported (FileEvents lists them).
 	Events []string `yaml:"events"`
 }
@@ -174,8 +178,9 @@ func Default() *Config {
 					"/root/.bashrc", "/root/.profile", "/root/.bash_profile",
 					"/home/*/.bashrc", "/home/*/.profile", "/home/*/.bash_profile",
 					"/root/.config/systemd", "/home/*/.config/systemd"},
-				WatchReads: []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d", "/root/.ssh", "/home/*/.ssh"},
-				Events:     slices.Clone(FileEvents),
+				WatchReads:  []string{"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d", "/root/.ssh", "/home/*/.ssh"},
+				WatchHidden: []string{"/tmp", "/var/tmp", "/dev/shm"},
+				Events:      slices.Clone(FileEvents),
 			},
 			Login:   LoginFamily{Family: Family{Enabled: true, RingSize: 256 << 10}, IgnoreServices: []string{"cron"}},
 			Network: NetworkFamily{Family: Family{Enabled: true, RingSize: 4 << 20}, UDPFlows: true, DNS: true},
@@ -247,6 +252,14 @@ func (c *Config) Validate() error {
 	for i, w := range c.Sensors.File.Watch {
 		if err := checkWatch(w); err != nil {
 			return fmt.Errorf("sensors.file.watch[%d]: %w", i, err)
+		}
+	}
+	for i, w := range c.Sensors.File.WatchHidden {
+		if err := checkWatch(w); err != nil {
+			return fmt.Errorf("sensors.file.watch_hidden[%d]: %w", i, err)
+		}
+		if strings.Contains(w, "*") || w == "/" {
+			return fmt.Errorf("sensors.file.watch_hidden[%d]: %q: want a directory without wildcards, not /", i, w)
 		}
 	}
 	for i, w := range c.Sensors.File.WatchReads {

@@ -67,6 +67,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"allow: {exes: [bash]}", `allow.exes[0]: "bash" is not an absolute path`},
 		{"allow: {pids: [-1]}", `line 1: "-1" is not valid here: want a whole number`},
 		{"state_dir: relative", `state_dir: "relative" is not an absolute path`},
+		{"sensors: {file: {watch_hidden: [/home/*]}}", `sensors.file.watch_hidden[0]: "/home/*": want a directory without wildcards, not /`},
+		{"sensors: {file: {watch_hidden: [tmp]}}", `sensors.file.watch_hidden[0]: "tmp" is not an absolute path`},
 		{"detection: {rules_dir: rules}", `detection.rules_dir: "rules" is not an absolute path`},
 		{"detection: {correlation_window: 10ms}", "detection.correlation_window: 10ms is shorter than 1s"},
 		{"detection: {learning_period: -1h}", "detection.learning_period: -1h0m0s is negative"},

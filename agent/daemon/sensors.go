@@ -41,9 +41,10 @@ func families(cfg *config.Config, bootTime time.Time) []family {
 			}
 			return file.Load(file.Options{RingSize: uint32(cfg.Sensors.File.RingSize), BootTime: bootTime,
 				Policy: file.Policy{
-					Kinds:      fileKinds(cfg.Sensors.File.Events),
-					WatchPaths: nonNil(cfg.Sensors.File.Watch),
-					WatchReads: nonNil(cfg.Sensors.File.WatchReads),
+					Kinds:       fileKinds(cfg.Sensors.File.Events),
+					WatchPaths:  nonNil(cfg.Sensors.File.Watch),
+					WatchReads:  nonNil(cfg.Sensors.File.WatchReads),
+					WatchHidden: nonNil(cfg.Sensors.File.WatchHidden),
 					// The agent's own reads and writes are not news.
 					AllowPIDs:    append([]uint32{uint32(os.Getpid())}, allow.PIDs...),
 					AllowCgroups: allow.CgroupIDs,

@@ -51,6 +51,8 @@ func TestPersistenceRules(t *testing.T) {
 		{name: "udev module load", ev: &event.Module{Path: "/lib/modules/x/e1000.ko"}, proc: procOf("/usr/lib/systemd/systemd-udevd"), parent: systemd},
 		{name: "kernel request_module", ev: &event.Module{}, proc: &proctree.Entry{PID: 300, PPID: 2, Exe: "/usr/bin/kmod", Comm: "modprobe", Args: []string{"/sbin/modprobe", "-q", "--", "net-pf-10"}}, parent: &proctree.Entry{PID: 2, Comm: "kthreadd"}},
 		{name: "modprobe by hand", ev: execOf("/usr/sbin/modprobe", "modprobe", "rootkit"), parent: bash, want: "module-load-tool", reason: "modprobe run to load a module: modprobe rootkit"},
+		{name: "insmod as a link to kmod", ev: linkExec("/usr/bin/kmod", "insmod", "insmod", "/tmp/rk.ko"), parent: bash, want: "module-load-tool", reason: "insmod run to load a module: insmod /tmp/rk.ko"},
+		{name: "kmod list", ev: linkExec("/usr/bin/kmod", "lsmod", "lsmod"), parent: bash},
 		{name: "modprobe -r", ev: execOf("/usr/sbin/modprobe", "modprobe", "-r", "nbd"), parent: bash},
 		{name: "rc.local", ev: openW("/etc/rc.local"), proc: procOf("/usr/bin/bash"), parent: bash, want: "rc-script-modified", reason: "bash wrote the boot script /etc/rc.local"},
 		{name: "init.d by dpkg", ev: openW("/etc/init.d/ssh"), proc: procOf("/usr/bin/dpkg"), parent: bash},
@@ -114,6 +116,8 @@ func TestDefenseEvasionRules(t *testing.T) {
 		{name: "touch -r", ev: execOf("/usr/bin/touch", "touch", "-r", "/bin/ls", "/usr/bin/backdoor"), parent: bash, want: "timestomp", reason: "file times forged: touch -r /bin/ls /usr/bin/backdoor"},
 		{name: "touch new file", ev: execOf("/usr/bin/touch", "touch", "/etc/x"), parent: bash},
 		{name: "hidden tmp file", ev: hidden, proc: procOf("/usr/bin/curl"), parent: bash, want: "hidden-file-in-tmp", reason: "curl created the hidden file /tmp/.x"},
+		{name: "file in a hidden tmp dir", ev: openW("/dev/shm/.cache/miner"), proc: procOf("/usr/bin/curl"), parent: bash, want: "hidden-file-in-tmp", reason: "curl created the hidden file /dev/shm/.cache/miner"},
+		{name: "dot inside a visible tmp dir", ev: openW("/tmp/build/.o"), proc: procOf("/usr/bin/curl"), parent: bash},
 		{name: "X lock", ev: x11, proc: procOf("/usr/lib/xorg/Xorg"), parent: systemd},
 		{name: "base64 pipe sh", ev: execOf("/usr/bin/bash", "bash", "-c", "echo aWQK | base64 -d | bash"), parent: bash, want: "decode-pipe-to-shell", reason: "decoded data piped into a shell: bash -c echo aWQK | base64 -d | bash"},
 		{name: "base64 to file", ev: execOf("/usr/bin/bash", "bash", "-c", "base64 -d in > out"), parent: bash},
@@ -128,6 +132,7 @@ func TestDefenseEvasionRules(t *testing.T) {
 		{name: "auditctl -D", ev: execOf("/usr/sbin/auditctl", "auditctl", "-D"), parent: bash, want: "audit-rules-cleared", reason: "audit rules cleared: auditctl -D"},
 		{name: "auditctl -l", ev: execOf("/usr/sbin/auditctl", "auditctl", "-l"), parent: bash},
 		{name: "iptables -F", ev: execOf("/usr/sbin/iptables", "iptables", "-F"), parent: bash, want: "firewall-disabled", reason: "firewall disabled: iptables -F"},
+		{name: "iptables -F through xtables-nft-multi", ev: linkExec("/usr/sbin/xtables-nft-multi", "iptables", "iptables", "-F"), parent: bash, want: "firewall-disabled", reason: "firewall disabled: iptables -F"},
 		{name: "ufw disable", ev: execOf("/usr/sbin/ufw", "ufw", "disable"), parent: bash, want: "firewall-disabled", reason: "firewall disabled: ufw disable"},
 		{name: "iptables -L", ev: execOf("/usr/sbin/iptables", "iptables", "-L", "-n"), parent: bash},
 		{name: "bpf by unknown", ev: &event.BPFProgLoad{ProgType: 2, InsnCount: 40, ProgName: "hide"}, proc: procOf("/tmp/rk"), parent: bash, want: "bpf-program-loaded", reason: `rk (/tmp/rk) loaded BPF program "hide" of type 2 with 40 instructions`},
@@ -175,17 +180,22 @@ func TestCredentialAccessRules(t *testing.T) {
 }
 
 func TestInitialAccessRules(t *testing.T) {
-	open := func(user string) *event.Login {
-		return &event.Login{Op: event.LoginOpenSession, Result: event.PAMSuccess, Service: "sshd", User: user, RemoteHost: "198.51.100.7", Process: event.Process{PID: 900, Comm: "sshd-session"}}
+	login := func(op event.LoginOp, user string) *event.Login {
+		return &event.Login{Op: op, Result: event.PAMSuccess, Service: "sshd", User: user, RemoteHost: "198.51.100.7", Process: event.Process{PID: 900, Comm: "sshd-session"}}
 	}
+	open := func(user string) *event.Login { return login(event.LoginOpenSession, user) }
+	// The login scorer sets new_source and unusual_hour on the account check
+	// (pam_acct_mgmt), which every login passes, with a password or a key.
+	account := func(user string) *event.Login { return login(event.LoginAccount, user) }
 	sshdProc := procOf("/usr/sbin/sshd-session")
 	runCases(t, []ruleCase{
-		{name: "new source", ev: open("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.NewSource = true }, want: "login-new-source", reason: "alice logged in via sshd from new source 198.51.100.7"},
-		{name: "new source while learning", ev: open("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.NewSource, in.Login.Learning = true, true }},
+		{name: "new source", ev: account("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.NewSource = true }, want: "login-new-source", reason: "alice logged in via sshd from new source 198.51.100.7"},
+		{name: "new source while learning", ev: account("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.NewSource, in.Login.Learning = true, true }},
 		{name: "root over ssh", ev: open("root"), proc: sshdProc, parent: sshd, want: "root-ssh-login", reason: "root logged in over ssh from 198.51.100.7"},
 		{name: "root via su", ev: &event.Login{Op: event.LoginOpenSession, Service: "su", User: "root", Process: event.Process{PID: 901, Comm: "su"}}, proc: procOf("/usr/bin/su"), parent: bash},
-		{name: "unusual hour", ev: open("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.UnusualHour = true }, want: "login-unusual-hour", reason: "alice logged in via sshd at an unusual hour from 198.51.100.7"},
-		{name: "usual hour", ev: open("alice"), proc: sshdProc, parent: sshd},
+		{name: "unusual hour", ev: account("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.UnusualHour = true }, want: "login-unusual-hour", reason: "alice logged in via sshd at an unusual hour from 198.51.100.7"},
+		{name: "usual hour", ev: account("alice"), proc: sshdProc, parent: sshd},
+		{name: "session of a new source counted at its account check", ev: open("alice"), proc: sshdProc, parent: sshd, fill: func(in *Input) { in.Login.NewSource, in.Login.UnusualHour = true, true }},
 	})
 }
 
@@ -249,4 +259,13 @@ func TestEveryDefaultRuleHasAttackMapping(t *testing.T) {
 			t.Errorf("rule %s is incomplete: %+v", r.ID, r)
 		}
 	}
+}
+
+// linkExec is an exec of a program run through a symbolic link: the image
+// is exe, the comm is the link's name.
+func linkExec(exe, comm string, args ...string) *event.Exec {
+	x := execOf(exe, args...)
+	x.Process.Comm = comm
+	x.Filename = "/usr/sbin/" + comm
+	return x
 }

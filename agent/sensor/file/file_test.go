@@ -392,6 +392,47 @@ func TestSetuidChmodAnywhere(t *testing.T) {
 	}
 }
 
+// TestHiddenEntries checks that hidden entries of a watched-hidden
+// directory are reported, and everything below a hidden directory, while
+// other entries of that directory are not.
+func TestHiddenEntries(t *testing.T) {
+	root := testRoot(t, "hidden")
+	_, c := startSensor(t, Options{Policy: Policy{Kinds: KindOpen | KindRename, WatchPaths: []string{}, WatchReads: []string{}, WatchHidden: []string{root}}})
+	for _, name := range []string{"visible", "visible.x", "a.hidden"} {
+		if err := os.WriteFile(filepath.Join(root, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dot := filepath.Join(root, ".x")
+	if err := os.WriteFile(dot, []byte("payload"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opened := fileEvent(t, c, event.FileOpen, dot)
+	if opened.Ret < 0 {
+		t.Errorf("open of %s failed: %d", dot, opened.Ret)
+	}
+	checkFile(t, opened, event.File{
+		Op: event.FileOpen, Syscall: "openat", Path: dot, Ret: opened.Ret,
+		Flags: unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC | unix.O_CLOEXEC, Mode: 0o755, Write: true, Create: true, Truncate: true,
+	})
+	if err := os.Mkdir(filepath.Join(root, ".cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deep := filepath.Join(root, ".cache", "tool")
+	if err := os.Rename(filepath.Join(root, "visible"), deep); err != nil {
+		t.Fatal(err)
+	}
+	ev := fileEvent(t, c, event.FileRename, filepath.Join(root, "visible"))
+	if ev.Path2 != deep {
+		t.Errorf("rename into a hidden directory: %+v", ev)
+	}
+	for len(c.Events) > 0 {
+		if e, ok := (<-c.Events).(*event.File); ok && !strings.Contains(e.Path+e.Path2, "/.") {
+			t.Errorf("an entry that is not hidden was reported: %+v", *e)
+		}
+	}
+}
+
 func TestWildcardWatch(t *testing.T) {
 	root := testRoot(t, "wild")
 	for _, d := range []string{"alice/.ssh", "bob/other"} {
@@ -726,7 +767,7 @@ func TestAllowListsDropInKernel(t *testing.T) {
 }
 
 func TestBuildWatch(t *testing.T) {
-	entries, err := buildWatch([]string{"/etc", "/home/*/.ssh"}, []string{"/etc/shadow"})
+	entries, err := buildWatch([]string{"/etc", "/home/*/.ssh"}, []string{"/etc/shadow"}, []string{"/tmp"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -737,13 +778,19 @@ func TestBuildWatch(t *testing.T) {
 	want := map[string]string{
 		"/etc/": "1/0", "/etc\x00": "1/0", "/etc/shadow/": "3/0", "/etc/shadow\x00": "3/0",
 		"/home/": "4/6", "/home/*/.ssh/": "5/6", "/home/*/.ssh\x00": "5/6",
+		"/tmp/.": "1/0",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("entries = %q, want %q", got, want)
 	}
 	for _, bad := range []string{"etc", "/home/*/x/*", "/ho*me"} {
-		if _, err := buildWatch([]string{bad}, nil); !errors.Is(err, errBadPattern) {
+		if _, err := buildWatch([]string{bad}, nil, nil); !errors.Is(err, errBadPattern) {
 			t.Errorf("pattern %q: err %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"tmp", "/home/*", "/"} {
+		if _, err := buildWatch(nil, nil, []string{bad}); !errors.Is(err, errBadPattern) {
+			t.Errorf("hidden-entry directory %q: err %v", bad, err)
 		}
 	}
 }

@@ -56,6 +56,12 @@ var DefaultWatchReads = []string{
 	"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d", "/root/.ssh", "/home/*/.ssh",
 }
 
+// DefaultWatchHidden are the directories where creating or changing a
+// hidden entry (a name starting with ".") is reported when
+// Policy.WatchHidden is nil: attackers hide tools in temporary directories
+// that nobody watches whole, because everything writes there.
+var DefaultWatchHidden = []string{"/tmp", "/var/tmp", "/dev/shm"}
+
 // Policy is what the kernel filters on; it can be changed while the sensor runs.
 type Policy struct {
 	// Kinds are the event kinds to report; 0 means KindAll. Syscalls of
@@ -69,6 +75,10 @@ type Policy struct {
 	// WatchReads are prefixes (same syntax) whose opens for read are
 	// reported too. nil means DefaultWatchReads.
 	WatchReads []string
+	// WatchHidden are directories (no wildcard) in which the entries whose
+	// names start with "." are watched like WatchPaths, and everything below
+	// them: /tmp/.x, /tmp/.cache/tool. nil means DefaultWatchHidden.
+	WatchHidden []string
 	// AllowPIDs are processes (thread-group ids) whose events are dropped in
 	// the kernel, such as the agent itself.
 	AllowPIDs []uint32
@@ -119,7 +129,7 @@ func cleanPattern(p string) (string, int, error) {
 // only the longest matching key, so each key carries the flags of every
 // pattern that covers it, and each key under a wildcard head also carries
 // that head, so the kernel tries the wildcard form of the path.
-func buildWatch(writes, reads []string) ([]watchEntry, error) {
+func buildWatch(writes, reads, hidden []string) ([]watchEntry, error) {
 	type pattern struct {
 		re    *regexp.Regexp
 		flags bpf.FileWatchFlags
@@ -171,6 +181,22 @@ func buildWatch(writes, reads []string) ([]watchEntry, error) {
 	}
 	if err := add(reads, bpf.FileWatchFlagsWATCH_READ|bpf.FileWatchFlagsWATCH_WRITE); err != nil {
 		return nil, err
+	}
+	// A hidden entry of a directory: the key is the bytes "dir/.", which the
+	// trie matches as a prefix of every path starting with them.
+	for _, raw := range hidden {
+		p, head, err := cleanPattern(raw)
+		if err != nil {
+			return nil, err
+		}
+		if head > 0 || p == "/" {
+			return nil, fmt.Errorf("%w %q: a hidden-entry directory takes no wildcard and is not /", errBadPattern, p)
+		}
+		k := p + "/."
+		if entries[k] == nil {
+			entries[k] = &watchEntry{key: k}
+		}
+		entries[k].flags |= bpf.FileWatchFlagsWATCH_WRITE
 	}
 	out := make([]watchEntry, 0, len(entries))
 	for k, e := range entries {
@@ -229,7 +255,11 @@ func (m policyMaps) apply(p Policy) error {
 	if reads == nil {
 		reads = DefaultWatchReads
 	}
-	entries, err := buildWatch(writes, reads)
+	hidden := p.WatchHidden
+	if hidden == nil {
+		hidden = DefaultWatchHidden
+	}
+	entries, err := buildWatch(writes, reads, hidden)
 	if err != nil {
 		return err
 	}
