@@ -4,8 +4,9 @@
 #
 #   scripts/install-deps.sh         Go toolchain and the tools the tests use
 #   scripts/install-deps.sh --test  also what the tests drive for real:
-#                                   openssh-server, sshpass and sudo (the
-#                                   package's ssh service is not started)
+#                                   openssh-server, sshpass, sudo, curl,
+#                                   python3, setcap and systemctl (services
+#                                   the packages bring are not started)
 #   scripts/install-deps.sh --dev   also clang, llvm, libbpf-dev, bpftool and
 #                                   protoc, to regenerate the BPF objects and
 #                                   protobuf code (make generate)
@@ -26,7 +27,7 @@ done
 # Debian packages, installed only when missing.
 packages=(ca-certificates make git iproute2 procps)
 $dev && packages+=(clang llvm libbpf-dev bpftool protobuf-compiler)
-$test && packages+=(openssh-server sshpass sudo)
+$test && packages+=(openssh-server sshpass sudo curl python3 libcap2-bin systemd)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
