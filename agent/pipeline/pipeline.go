@@ -80,7 +80,9 @@ type Pipeline struct {
 	supp     *feedback.Set
 	accepted map[feedback.Suppression]bool
 	stats    Stats
-	last     time.Time
+	// in is the rules' input, refilled for every event.
+	in   rules.Input
+	last time.Time
 }
 
 // New returns a pipeline; with a state directory it loads the baseline
@@ -239,28 +241,38 @@ func (p *Pipeline) Handle(ev any) {
 		ancestors = append([]proctree.Entry{*parent}, p.tree.Ancestors(parent.PID)...)
 	}
 
-	in, ok := rules.InputFor(ev, entry, parent, ancestors, p.opts.Builder.UserName)
-	if !ok {
-		return
+	// Exits are a third of all events and no default rule is about them:
+	// build the rules' input only when some rule could use it.
+	var in *rules.Input
+	if _, exit := ev.(*event.Exit); !exit || len(p.engine.Set().ForKind(rules.KindExit)) > 0 {
+		if p.in.Fill(ev, entry, parent, ancestors, p.opts.Builder.UserName) {
+			in = &p.in
+		}
 	}
 	var findings []anomaly.Finding
 	switch e := ev.(type) {
 	case *event.Ptrace:
-		in.Ptrace.TargetExe = p.exeOf(e.TargetPID)
+		if in != nil {
+			in.Ptrace.TargetExe = p.exeOf(e.TargetPID)
+		}
 	case *event.Kill:
-		if e.TargetPID > 0 {
+		if in != nil && e.TargetPID > 0 {
 			in.Kill.TargetExe = p.exeOf(uint32(e.TargetPID))
 		}
 	case *event.Login:
 		st := p.logins.Observe(e)
-		in.Login.FailuresFromSource, in.Login.UsersFromSource = st.FailuresFromSource, st.UsersFromSource
-		in.Login.FailuresForUser, in.Login.SourcesForUser = st.FailuresForUser, st.SourcesForUser
-		in.Login.FailuresBeforeSuccess = st.FailuresBeforeSuccess
-		in.Login.NewSource, in.Login.UnusualHour, in.Login.Learning = st.NewSource, st.UnusualHour, st.Learning
+		if in != nil {
+			in.Login.FailuresFromSource, in.Login.UsersFromSource = st.FailuresFromSource, st.UsersFromSource
+			in.Login.FailuresForUser, in.Login.SourcesForUser = st.FailuresForUser, st.SourcesForUser
+			in.Login.FailuresBeforeSuccess = st.FailuresBeforeSuccess
+			in.Login.NewSource, in.Login.UnusualHour, in.Login.Learning = st.NewSource, st.UnusualHour, st.Learning
+		}
 	case *event.TCPConnect, *event.TCPAccept, *event.TCPClose, *event.UDPFlow:
 		st := p.flows.Observe(ev, entry)
-		in.Network.PortsToHost, in.Network.HostsOnPort = st.PortsToHost, st.HostsOnPort
-		in.Network.Beacon, in.Network.BeaconIntervalMS = st.Beacon, st.BeaconIntervalMs
+		if in != nil {
+			in.Network.PortsToHost, in.Network.HostsOnPort = st.PortsToHost, st.HostsOnPort
+			in.Network.Beacon, in.Network.BeaconIntervalMS = st.Beacon, st.BeaconIntervalMs
+		}
 		findings = append(findings, st.Findings...)
 	}
 	if p.baseline != nil {
@@ -276,9 +288,11 @@ func (p *Pipeline) Handle(ev any) {
 			p.signal(sequenceSignal(r, at, entry, ancestors), entry, parent)
 		}
 	}
-	for _, m := range p.engine.Evaluate(in) {
-		p.stats.RuleMatches++
-		p.signal(ruleSignal(m, in, entry, ancestors), entry, parent)
+	if in != nil {
+		for _, m := range p.engine.Evaluate(in) {
+			p.stats.RuleMatches++
+			p.signal(ruleSignal(m, in, entry, ancestors), entry, parent)
+		}
 	}
 	for _, f := range findings {
 		p.stats.Findings++

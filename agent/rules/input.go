@@ -363,17 +363,32 @@ type User struct {
 // the anomaly trackers).
 func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []proctree.Entry, userName func(uint32) string) (*Input, bool) {
 	in := &Input{}
+	if !in.Fill(ev, proc, parent, ancestors, userName) {
+		return nil, false
+	}
+	return in, true
+}
+
+// Fill is InputFor into an existing Input, which it resets first and
+// whose ancestors' storage it reuses: a caller handling one event at a time
+// keeps one Input instead of allocating one per event. It reports false
+// for Fork and unknown types.
+func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []proctree.Entry, userName func(uint32) string) bool {
+	anc := in.Ancestors[:0]
+	*in = Input{}
 	var p *event.Process
 	switch x := ev.(type) {
 	case *event.Exec:
 		in.Kind, in.Time, p = KindExec, x.Time, &x.Process
 		in.Process = execProcess(x)
 	case event.Exec:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Exit:
 		in.Kind, in.Time, p = KindExit, x.Time, &x.Process
 	case event.Exit:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.File:
 		in.Kind, in.Time, p = KindFile, x.Time, &x.Process
 		in.File = File{
@@ -382,7 +397,8 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			Truncate: x.Truncate, Ret: x.Ret,
 		}
 	case event.File:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.CredChange:
 		in.Kind, in.Time, p = KindCred, x.Time, &x.Process
 		in.Cred = Cred{
@@ -392,12 +408,14 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			OldCaps: x.Old.CapEffective, NewCaps: x.New.CapEffective,
 		}
 	case event.CredChange:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Ptrace:
 		in.Kind, in.Time, p = KindPtrace, x.Time, &x.Process
 		in.Ptrace = Ptrace{Request: ptraceRequest(x.Request), TargetPID: x.TargetPID}
 	case event.Ptrace:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Module:
 		in.Kind, in.Time, p = KindModule, x.Time, &x.Process
 		in.Module = Module{Op: "load", Name: x.Name, Path: x.Path}
@@ -405,12 +423,14 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			in.Module.Op = "unload"
 		}
 	case event.Module:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.MemfdCreate:
 		in.Kind, in.Time, p = KindMemfd, x.Time, &x.Process
 		in.Memfd = Memfd{Name: x.Name, Flags: x.Flags}
 	case event.MemfdCreate:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Mount:
 		in.Kind, in.Time, p = KindMount, x.Time, &x.Process
 		in.Mount = Mount{Op: "mount", Source: x.Source, Target: x.Target, FSType: x.FSType, Flags: x.Flags}
@@ -418,17 +438,20 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			in.Mount.Op = "umount"
 		}
 	case event.Mount:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.BPFProgLoad:
 		in.Kind, in.Time, p = KindBPF, x.Time, &x.Process
 		in.BPF = BPF{ProgType: x.ProgType, ProgName: x.ProgName, InsnCount: x.InsnCount}
 	case event.BPFProgLoad:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Kill:
 		in.Kind, in.Time, p = KindKill, x.Time, &x.Process
 		in.Kill = Kill{TargetPID: x.TargetPID, Signal: x.Signal}
 	case event.Kill:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Login:
 		in.Kind, in.Time, p = KindLogin, x.Time, &x.Process
 		in.Login = Login{
@@ -436,18 +459,21 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			RemoteUser: x.RemoteUser, TTY: x.TTY, Result: int32(x.Result), Success: x.Succeeded(),
 		}
 	case event.Login:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.TCPConnect:
 		in.Kind, in.Time, p = KindConnect, x.Time, &x.Process
 		in.Network = flow("tcp", event.Outbound, x.Local, x.Remote)
 		in.Network.Failed = x.Failed
 	case event.TCPConnect:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.TCPAccept:
 		in.Kind, in.Time, p = KindAccept, x.Time, &x.Process
 		in.Network = flow("tcp", event.Inbound, x.Local, x.Remote)
 	case event.TCPAccept:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.TCPClose:
 		in.Kind, in.Time, p = KindClose, x.Time, &x.Process
 		in.Network = flow("tcp", x.Direction, x.Local, x.Remote)
@@ -456,12 +482,14 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			in.Network.DurationMS = x.Duration().Milliseconds()
 		}
 	case event.TCPClose:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.UDPFlow:
 		in.Kind, in.Time, p = KindUDP, x.Time, &x.Process
 		in.Network = flow("udp", x.Direction, x.Local, x.Remote)
 	case event.UDPFlow:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.DNS:
 		in.Kind, in.Time, p = KindDNS, x.Time, &x.Process
 		in.Network = flow("udp", x.Direction, x.Local, x.Remote)
@@ -471,9 +499,10 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 		}
 		in.Network.Answers = append(in.Network.Answers, x.CNAMEs...)
 	case event.DNS:
-		return InputFor(&x, proc, parent, ancestors, userName)
+		in.Ancestors = anc
+		return in.Fill(&x, proc, parent, ancestors, userName)
 	default:
-		return nil, false
+		return false
 	}
 	if in.Kind != KindExec {
 		in.Process = eventProcess(p, proc)
@@ -482,9 +511,9 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 		in.Parent = entryProcess(parent)
 	}
 	if len(ancestors) > 0 {
-		in.Ancestors = make([]Process, len(ancestors))
+		in.Ancestors = anc
 		for i := range ancestors {
-			in.Ancestors[i] = entryProcess(&ancestors[i])
+			in.Ancestors = append(in.Ancestors, entryProcess(&ancestors[i]))
 		}
 	}
 	in.User.UID = in.Process.UID
@@ -498,7 +527,7 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 			in.Ancestors[i].User = userName(in.Ancestors[i].UID)
 		}
 	}
-	return in, true
+	return true
 }
 
 // execProcess is the process after an exec, from the event alone.
