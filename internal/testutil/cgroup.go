@@ -1,40 +1,18 @@
 package testutil
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-sensor/vigil/agent/kernelfs"
 )
 
-// CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, read from
-// /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
-func CgroupV2Mount() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", fmt.Errorf("read mountinfo: %w", err)
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		// id parent major:minor root mountpoint opts... - fstype source superopts
-		pre, post, ok := strings.Cut(s.Text(), " - ")
-		if !ok {
-			continue
-		}
-		if fields := strings.Fields(post); len(fields) > 0 && fields[0] == "cgroup2" {
-			if f := strings.Fields(pre); len(f) > 4 {
-				return f[4], nil
-			}
-		}
-	}
-	return "", errors.New("no cgroup2 file system mounted")
-}
+// CgroupV2Mount returns where the cgroup v2 hierarchy is mounted.
+func CgroupV2Mount() (string, error) { return kernelfs.CgroupV2Root() }
 
 // Cgroup is a throwaway cgroup v2 made for one test.
 type Cgroup struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/vigil-sensor/vigil/agent/kernelfs"
 	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/bpf"
 )
@@ -103,7 +104,7 @@ func Load(opts Options) (*Sensor, error) {
 	cgroupPath := opts.CgroupPath
 	if cgroupPath == "" && (wantUDP || wantDNS) {
 		var err error
-		if cgroupPath, err = CgroupV2Root(); err != nil {
+		if cgroupPath, err = kernelfs.CgroupV2Root(); err != nil {
 			return nil, fmt.Errorf("network: %w", err)
 		}
 	}
