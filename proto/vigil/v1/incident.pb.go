@@ -513,6 +513,9 @@ type Incident struct {
 	// related are the other processes the signals name (beyond process and
 	// its ancestors), so the process tree can be drawn in full.
 	Related []*Process `protobuf:"bytes,18,rep,name=related,proto3" json:"related,omitempty"`
+	// actions are the responses requested for this incident, whether carried
+	// out, refused or only simulated, oldest first: its audit trail.
+	Actions []*ActionRecord `protobuf:"bytes,19,rep,name=actions,proto3" json:"actions,omitempty"`
 	// cursor is the server's position of this incident in its store; it grows
 	// by one or more with each incident stored and is 0 until stored.
 	Cursor uint64 `protobuf:"varint,20,opt,name=cursor,proto3" json:"cursor,omitempty"`
@@ -674,6 +677,13 @@ func (x *Incident) GetRecommendedActions() []*RecommendedAction {
 func (x *Incident) GetRelated() []*Process {
 	if x != nil {
 		return x.Related
+	}
+	return nil
+}
+
+func (x *Incident) GetActions() []*ActionRecord {
+	if x != nil {
+		return x.Actions
 	}
 	return nil
 }
@@ -925,6 +935,147 @@ func (x *RecommendedAction) GetReason() string {
 	return ""
 }
 
+// ActionRecord is one response requested on a host: who asked for what,
+// when, why, and what came of it.
+type ActionRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the action on its host (a UUIDv7).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// time is when the action was requested.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// action is one of "kill", "freeze", "thaw", "release", "quarantine",
+	// "block_source", "unblock", "isolate", "release_host", "restore".
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// target is what the action is on, as in RecommendedAction.target:
+	// "pid:1234", "addr:203.0.113.7/32", "file:/etc/passwd", "host".
+	Target string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	// requester is who asked: "rule:<id>" (a rule's response in auto mode),
+	// "operator:<name>" (vigilctl or vigil-agent respond), "server:<name>".
+	Requester string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
+	// reason says why the action was requested.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// mode is the response mode that applied: "detect", "recommend" or "auto".
+	Mode string `protobuf:"bytes,7,opt,name=mode,proto3" json:"mode,omitempty"`
+	// result is "done", "refused" (a safety rule or the mode said no),
+	// "failed" (the mechanism failed) or "dry-run" (checked, not carried out).
+	Result string `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	// detail says what happened, or why the action was refused or failed.
+	Detail string `protobuf:"bytes,9,opt,name=detail,proto3" json:"detail,omitempty"`
+	// dry_run is set when the action was only simulated.
+	DryRun bool `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// duration_us is how long carrying the action out took, in microseconds.
+	DurationUs    uint64 `protobuf:"varint,11,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionRecord) Reset() {
+	*x = ActionRecord{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionRecord) ProtoMessage() {}
+
+func (x *ActionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionRecord.ProtoReflect.Descriptor instead.
+func (*ActionRecord) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ActionRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ActionRecord) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *ActionRecord) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ActionRecord) GetDurationUs() uint64 {
+	if x != nil {
+		return x.DurationUs
+	}
+	return 0
+}
+
 // IncidentFilter selects incidents. Empty fields match everything.
 type IncidentFilter struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -940,7 +1091,7 @@ type IncidentFilter struct {
 
 func (x *IncidentFilter) Reset() {
 	*x = IncidentFilter{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1103,7 @@ func (x *IncidentFilter) String() string {
 func (*IncidentFilter) ProtoMessage() {}
 
 func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1116,7 @@ func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentFilter.ProtoReflect.Descriptor instead.
 func (*IncidentFilter) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IncidentFilter) GetHostId() string {
@@ -1004,7 +1155,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1167,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1180,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *IncidentFilter {
@@ -1066,7 +1217,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[8]
+	mi := &file_vigil_v1_incident_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1229,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[8]
+	mi := &file_vigil_v1_incident_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1242,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -1119,7 +1270,7 @@ type GetIncidentRequest struct {
 
 func (x *GetIncidentRequest) Reset() {
 	*x = GetIncidentRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[9]
+	mi := &file_vigil_v1_incident_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1282,7 @@ func (x *GetIncidentRequest) String() string {
 func (*GetIncidentRequest) ProtoMessage() {}
 
 func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[9]
+	mi := &file_vigil_v1_incident_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1295,7 @@ func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIncidentRequest.ProtoReflect.Descriptor instead.
 func (*GetIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{9}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetIncidentRequest) GetId() string {
@@ -1169,7 +1320,7 @@ type StreamIncidentsRequest struct {
 
 func (x *StreamIncidentsRequest) Reset() {
 	*x = StreamIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[10]
+	mi := &file_vigil_v1_incident_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1332,7 @@ func (x *StreamIncidentsRequest) String() string {
 func (*StreamIncidentsRequest) ProtoMessage() {}
 
 func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[10]
+	mi := &file_vigil_v1_incident_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1345,7 @@ func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*StreamIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{10}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamIncidentsRequest) GetFilter() *IncidentFilter {
@@ -1253,7 +1404,7 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\ttactic_id\x18\x01 \x01(\tR\btacticId\x12\x16\n" +
 	"\x06tactic\x18\x02 \x01(\tR\x06tactic\x12!\n" +
 	"\ftechnique_id\x18\x03 \x01(\tR\vtechniqueId\x12\x1c\n" +
-	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\xf7\x05\n" +
+	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\xa9\x06\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x1a\n" +
@@ -1273,7 +1424,8 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\x05cause\x18\x0f \x01(\tR\x05cause\x12*\n" +
 	"\asignals\x18\x10 \x03(\v2\x10.vigil.v1.SignalR\asignals\x12L\n" +
 	"\x13recommended_actions\x18\x11 \x03(\v2\x1b.vigil.v1.RecommendedActionR\x12recommendedActions\x12+\n" +
-	"\arelated\x18\x12 \x03(\v2\x11.vigil.v1.ProcessR\arelated\x12\x16\n" +
+	"\arelated\x18\x12 \x03(\v2\x11.vigil.v1.ProcessR\arelated\x120\n" +
+	"\aactions\x18\x13 \x03(\v2\x16.vigil.v1.ActionRecordR\aactions\x12\x16\n" +
 	"\x06cursor\x18\x14 \x01(\x04R\x06cursor\x12?\n" +
 	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"\x9d\x03\n" +
 	"\x06Signal\x12.\n" +
@@ -1297,7 +1449,21 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\x11RecommendedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"y\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb2\x02\n" +
+	"\fActionRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x1c\n" +
+	"\trequester\x18\x05 \x01(\tR\trequester\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04mode\x18\a \x01(\tR\x04mode\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x16\n" +
+	"\x06detail\x18\t \x01(\tR\x06detail\x12\x17\n" +
+	"\adry_run\x18\n" +
+	" \x01(\bR\x06dryRun\x12\x1f\n" +
+	"\vduration_us\x18\v \x01(\x04R\n" +
+	"durationUs\"y\n" +
 	"\x0eIncidentFilter\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x125\n" +
 	"\fmin_severity\x18\x02 \x01(\x0e2\x12.vigil.v1.SeverityR\vminSeverity\x12\x17\n" +
@@ -1340,7 +1506,7 @@ func file_vigil_v1_incident_proto_rawDescGZIP() []byte {
 }
 
 var file_vigil_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_vigil_v1_incident_proto_goTypes = []any{
 	(Severity)(0),                  // 0: vigil.v1.Severity
 	(*Process)(nil),                // 1: vigil.v1.Process
@@ -1349,17 +1515,18 @@ var file_vigil_v1_incident_proto_goTypes = []any{
 	(*Incident)(nil),               // 4: vigil.v1.Incident
 	(*Signal)(nil),                 // 5: vigil.v1.Signal
 	(*RecommendedAction)(nil),      // 6: vigil.v1.RecommendedAction
-	(*IncidentFilter)(nil),         // 7: vigil.v1.IncidentFilter
-	(*ListIncidentsRequest)(nil),   // 8: vigil.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),  // 9: vigil.v1.ListIncidentsResponse
-	(*GetIncidentRequest)(nil),     // 10: vigil.v1.GetIncidentRequest
-	(*StreamIncidentsRequest)(nil), // 11: vigil.v1.StreamIncidentsRequest
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
+	(*ActionRecord)(nil),           // 7: vigil.v1.ActionRecord
+	(*IncidentFilter)(nil),         // 8: vigil.v1.IncidentFilter
+	(*ListIncidentsRequest)(nil),   // 9: vigil.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),  // 10: vigil.v1.ListIncidentsResponse
+	(*GetIncidentRequest)(nil),     // 11: vigil.v1.GetIncidentRequest
+	(*StreamIncidentsRequest)(nil), // 12: vigil.v1.StreamIncidentsRequest
+	(*timestamppb.Timestamp)(nil),  // 13: google.protobuf.Timestamp
 }
 var file_vigil_v1_incident_proto_depIdxs = []int32{
-	12, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
-	12, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
-	12, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
+	13, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	13, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
+	13, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
 	0,  // 3: vigil.v1.Incident.severity:type_name -> vigil.v1.Severity
 	3,  // 4: vigil.v1.Incident.attack:type_name -> vigil.v1.Attack
 	1,  // 5: vigil.v1.Incident.process:type_name -> vigil.v1.Process
@@ -1368,25 +1535,27 @@ var file_vigil_v1_incident_proto_depIdxs = []int32{
 	5,  // 8: vigil.v1.Incident.signals:type_name -> vigil.v1.Signal
 	6,  // 9: vigil.v1.Incident.recommended_actions:type_name -> vigil.v1.RecommendedAction
 	1,  // 10: vigil.v1.Incident.related:type_name -> vigil.v1.Process
-	12, // 11: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
-	12, // 12: vigil.v1.Signal.time:type_name -> google.protobuf.Timestamp
-	0,  // 13: vigil.v1.Signal.severity:type_name -> vigil.v1.Severity
-	3,  // 14: vigil.v1.Signal.attack:type_name -> vigil.v1.Attack
-	0,  // 15: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
-	7,  // 16: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	4,  // 17: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
-	7,  // 18: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	8,  // 19: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
-	10, // 20: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
-	11, // 21: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
-	9,  // 22: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
-	4,  // 23: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
-	4,  // 24: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
-	22, // [22:25] is the sub-list for method output_type
-	19, // [19:22] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 11: vigil.v1.Incident.actions:type_name -> vigil.v1.ActionRecord
+	13, // 12: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
+	13, // 13: vigil.v1.Signal.time:type_name -> google.protobuf.Timestamp
+	0,  // 14: vigil.v1.Signal.severity:type_name -> vigil.v1.Severity
+	3,  // 15: vigil.v1.Signal.attack:type_name -> vigil.v1.Attack
+	13, // 16: vigil.v1.ActionRecord.time:type_name -> google.protobuf.Timestamp
+	0,  // 17: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
+	8,  // 18: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	4,  // 19: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
+	8,  // 20: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	9,  // 21: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
+	11, // 22: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
+	12, // 23: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
+	10, // 24: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
+	4,  // 25: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
+	4,  // 26: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
+	24, // [24:27] is the sub-list for method output_type
+	21, // [21:24] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_incident_proto_init() }
@@ -1400,7 +1569,7 @@ func file_vigil_v1_incident_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_incident_proto_rawDesc), len(file_vigil_v1_incident_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
