@@ -91,6 +91,9 @@ type Group struct {
 	Signals []Signal
 	// Omitted counts the signals left out of the timeline because it was full.
 	Omitted int
+	// Actions are the audit records of the responses requested for the
+	// incident, oldest first. The Builder must not keep or change them.
+	Actions []*vigilv1.ActionRecord
 }
 
 // Builder turns a group into the incident to send. agent/incident.Builder
@@ -136,6 +139,7 @@ type group struct {
 	keys     []key
 	last     time.Time // latest signal time
 	dirty    bool      // repeats or omissions not yet in a revision
+	actions  []*vigilv1.ActionRecord
 }
 
 // keyKind tells the kinds of grouping keys apart.
@@ -348,6 +352,7 @@ func (c *Correlator) merge(gs []*group) *group {
 			}
 		}
 		into.omitted += g.omitted
+		into.actions = append(into.actions, g.actions...)
 		for _, k := range g.keys {
 			if !slices.Contains(into.keys, k) {
 				into.keys = append(into.keys, k)
@@ -366,9 +371,25 @@ func (c *Correlator) merge(gs []*group) *group {
 	return into
 }
 
+// AddAction records a response in the audit trail of incident id and
+// returns the incident's next revision, carrying it. ok is false when no
+// open group has that id (the incident closed: the caller then revises the
+// incident itself from its last revision).
+func (c *Correlator) AddAction(id string, rec *vigilv1.ActionRecord) (inc *vigilv1.Incident, ok bool, err error) {
+	for _, g := range c.groups {
+		if g.id != id {
+			continue
+		}
+		g.actions = append(g.actions, rec)
+		inc, err := c.revise(g)
+		return inc, true, err
+	}
+	return nil, false, nil
+}
+
 // revise builds the group's next revision.
 func (c *Correlator) revise(g *group) (*vigilv1.Incident, error) {
-	next := Group{ID: g.id, Revision: g.revision + 1, Signals: g.signals, Omitted: g.omitted}
+	next := Group{ID: g.id, Revision: g.revision + 1, Signals: g.signals, Omitted: g.omitted, Actions: g.actions}
 	inc, err := c.build.Build(next)
 	if err != nil {
 		return nil, fmt.Errorf("build incident %s revision %d: %w", g.id, next.Revision, err)

@@ -318,3 +318,22 @@ func withRule(s correlate.Signal, id string) correlate.Signal {
 	s.RuleID = id
 	return s
 }
+
+// TestAddAction: a response joins the audit trail of an open incident in a
+// new revision, which later revisions keep; a closed one is left to the caller.
+func TestAddAction(t *testing.T) {
+	c := newCorrelator(t, correlate.Options{})
+	first := add(t, c, shadowRead(t0))
+	rec := &vigilv1.ActionRecord{Id: "a1", Action: "freeze", Target: "pid:803", Result: "done"}
+	inc, ok, err := c.AddAction(first.GetId(), rec)
+	if err != nil || !ok || inc.GetRevision() != 2 || len(inc.GetActions()) != 1 || inc.GetActions()[0].GetId() != "a1" {
+		t.Fatalf("AddAction: %v %v %v", inc, ok, err)
+	}
+	next := add(t, c, failedLogin(t0.Add(time.Second)))
+	if next.GetRevision() != 3 || len(next.GetActions()) != 1 {
+		t.Errorf("next revision %d with %d actions, want 3 with the action kept", next.GetRevision(), len(next.GetActions()))
+	}
+	if _, ok, err := c.AddAction("0195ffff-0000-7000-8000-000000000000", rec); ok || err != nil {
+		t.Errorf("AddAction on an unknown incident: ok %v err %v", ok, err)
+	}
+}

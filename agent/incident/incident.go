@@ -99,6 +99,9 @@ func (b *Builder) Build(g correlate.Group) (*vigilv1.Incident, error) {
 	}
 	inc.Cause = b.cause(sigs, p, causeFocus, inc.Login)
 	inc.RecommendedActions = b.actions(sigs)
+	for _, a := range g.Actions {
+		inc.Actions = append(inc.Actions, proto.CloneOf(a))
+	}
 	return inc, nil
 }
 
