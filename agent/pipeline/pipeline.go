@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/vigil-sensor/vigil/agent/anomaly"
 	"github.com/vigil-sensor/vigil/agent/correlate"
 	"github.com/vigil-sensor/vigil/agent/event"
@@ -47,6 +49,9 @@ type Options struct {
 	// Lookup reads a live process the tree does not know yet (nil: none,
 	// as in a replay).
 	Lookup func(pid uint32) (proctree.Entry, bool)
+	// Latest returns the last revision emitted of an incident, for the
+	// audit records of incidents correlation has closed (nil: unknown).
+	Latest func(id string) (*vigilv1.Incident, error)
 	// Emit receives every incident revision.
 	Emit func(*vigilv1.Incident)
 	// Logger receives warnings (nil: slog.Default()).
@@ -387,6 +392,33 @@ func (p *Pipeline) emit(incs ...*vigilv1.Incident) {
 		p.stats.Incidents++
 		p.opts.Emit(inc)
 	}
+}
+
+// RecordAction adds an audit record to incident id and emits the revision
+// that carries it: through correlation while the incident is open, else on
+// top of its last revision (Options.Latest).
+func (p *Pipeline) RecordAction(id string, rec *vigilv1.ActionRecord) error {
+	inc, ok, err := p.corr.AddAction(id, rec)
+	if err != nil {
+		return err
+	}
+	if ok {
+		p.emit(inc)
+		return nil
+	}
+	if p.opts.Latest == nil {
+		return fmt.Errorf("record action on incident %s: not open, and no journal to find it in", id)
+	}
+	last, err := p.opts.Latest(id)
+	if err != nil {
+		return fmt.Errorf("record action on incident %s: %w", id, err)
+	}
+	next := proto.CloneOf(last)
+	next.Revision++
+	next.Cursor, next.ReceivedTime = 0, nil
+	next.Actions = append(next.Actions, rec)
+	p.emit(next)
+	return nil
 }
 
 // Tick closes the incidents whose correlation window has passed at now

@@ -282,3 +282,30 @@ func TestEventBeforeItsExec(t *testing.T) {
 		t.Errorf("signal %v, want shadow-file-read by /usr/bin/cat (pid 700) under /usr/bin/bash", sig)
 	}
 }
+
+// TestRecordAction: a response is attached to an open incident through
+// correlation and to a closed one on top of its last revision.
+func TestRecordAction(t *testing.T) {
+	var c collector
+	p := newPipeline(t, time.Hour, &c)
+	p.opts.Latest = func(id string) (*vigilv1.Incident, error) { return c.latest[id], nil }
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, ev := range tmpExec(t0, 600, "/tmp/x") {
+		p.Handle(ev)
+	}
+	inc := c.incidents()[0]
+	if err := p.RecordAction(inc.GetId(), &vigilv1.ActionRecord{Id: "a1", Action: "kill", Result: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.latest[inc.GetId()]; got.GetRevision() != 2 || len(got.GetActions()) != 1 {
+		t.Fatalf("open incident after the action: revision %d, %d actions", got.GetRevision(), len(got.GetActions()))
+	}
+	p.Tick(t0.Add(time.Hour)) // the correlation window passes: the incident closes
+	if err := p.RecordAction(inc.GetId(), &vigilv1.ActionRecord{Id: "a2", Action: "freeze", Result: "refused"}); err != nil {
+		t.Fatal(err)
+	}
+	got := c.latest[inc.GetId()]
+	if got.GetRevision() != 3 || len(got.GetActions()) != 2 || got.GetActions()[1].GetId() != "a2" {
+		t.Fatalf("closed incident after the action: revision %d, actions %v", got.GetRevision(), got.GetActions())
+	}
+}
