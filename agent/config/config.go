@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path"
 	"regexp"
@@ -37,6 +38,25 @@ type Config struct {
 	Allow Allow `yaml:"allow"`
 	// Detection configures rules, anomaly scoring and correlation.
 	Detection Detection `yaml:"detection"`
+	// Response configures what the agent does about what it detects.
+	Response Response `yaml:"response"`
+}
+
+// Response configures the agent's responses.
+type Response struct {
+	// Mode is detect (record only), recommend (an operator approves
+	// recommended actions) or auto (rules' responses run at once).
+	Mode string `yaml:"mode"`
+	// Rules override Mode per rule id.
+	Rules map[string]string `yaml:"rules"`
+	// AllowAddresses are addresses or prefixes never blocked, and kept
+	// reachable when the host is isolated (the server's always are).
+	AllowAddresses []string `yaml:"allow_addresses"`
+	// Interfaces are where host-wide blocks and isolation apply (empty:
+	// every interface that is up, except lo).
+	Interfaces []string `yaml:"interfaces"`
+	// BlockTTL is how long a block lasts unless the request says otherwise.
+	BlockTTL time.Duration `yaml:"block_ttl"`
 }
 
 // Detection configures rules, anomaly scoring and correlation.
@@ -185,6 +205,7 @@ func Default() *Config {
 			Login:   LoginFamily{Family: Family{Enabled: true, RingSize: 256 << 10}, IgnoreServices: []string{"cron"}},
 			Network: NetworkFamily{Family: Family{Enabled: true, RingSize: 4 << 20}, UDPFlows: true, DNS: true},
 		},
+		Response: Response{Mode: "recommend", BlockTTL: time.Hour},
 		Detection: Detection{
 			RulesDir:          "/etc/vigil/rules.d",
 			Anomaly:           true,
@@ -288,6 +309,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Detection.CorrelationWindow < time.Second {
 		return fmt.Errorf("detection.correlation_window: %s is shorter than 1s", c.Detection.CorrelationWindow)
+	}
+	switch c.Response.Mode {
+	case "detect", "recommend", "auto":
+	default:
+		return fmt.Errorf("response.mode: %q: want detect, recommend or auto", c.Response.Mode)
+	}
+	for id, m := range c.Response.Rules {
+		switch m {
+		case "detect", "recommend", "auto":
+		default:
+			return fmt.Errorf("response.rules.%s: %q: want detect, recommend or auto", id, m)
+		}
+	}
+	for i, a := range c.Response.AllowAddresses {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			if _, err := netip.ParseAddr(a); err != nil {
+				return fmt.Errorf("response.allow_addresses[%d]: %q is not an IP address or prefix", i, a)
+			}
+		}
+	}
+	if c.Response.BlockTTL <= 0 {
+		return fmt.Errorf("response.block_ttl: %s is not positive", c.Response.BlockTTL)
 	}
 	for i, p := range c.Allow.Cgroups {
 		if !path.IsAbs(p) {

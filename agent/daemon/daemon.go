@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-sensor/vigil/agent/config"
+	"github.com/vigil-sensor/vigil/agent/control"
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/incident"
@@ -145,15 +146,34 @@ func Run(ctx context.Context, cfg Config) error {
 			PendingIncidents: uint64(client.Stats().Pending),
 		}
 	}
+	allow, err := allowList(cfg.Agent.Allow)
+	if err != nil {
+		return err
+	}
+	resp, err := newResponder(cfg.Agent, allow, log)
+	if err != nil {
+		return err
+	}
+	defer resp.close()
 	det, err := newDetection(cfg, log, tree, &incident.Builder{
 		HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name,
 		Listening: rules.ProcProbe{Root: "/proc"}.Listening,
-	}, client.Send, st)
+	}, client.Send, st, resp.onResponse)
 	if err != nil {
 		return err
 	}
 	p := &intake{log: log, stats: st, det: det}
 	defer p.close()
+	resp.record = func(id string, rec *vigilv1.ActionRecord) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return
+		}
+		if err := det.pipe.RecordAction(id, rec); err != nil {
+			log.Warn("response not recorded on its incident", "incident", id, "error", err)
+		}
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -167,6 +187,12 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() { readErrs <- readLoop(ctx, s, p.handleLocked, log) }()
 	}
 	go det.watch(ctx, &p.mu)
+	go resp.run(ctx)
+	go func() {
+		if err := control.Serve(ctx, cfg.Agent.StateDir, resp.handle, log); err != nil {
+			log.Error("control socket unavailable: vigil-agent respond cannot reach this agent", "error", err)
+		}
+	}()
 	log.Info("vigil-agent running", "version", Version, "host_id", hostID, "hostname", hostname,
 		"server", cfg.Agent.Server, "rules", len(det.engine.Rules()), "anomaly", cfg.Agent.Detection.Anomaly,
 		"learning", det.pipe.Learning())

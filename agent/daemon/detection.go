@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-sensor/vigil/agent/correlate"
 	"github.com/vigil-sensor/vigil/agent/feedback"
 	"github.com/vigil-sensor/vigil/agent/incident"
 	"github.com/vigil-sensor/vigil/agent/pipeline"
@@ -36,12 +37,13 @@ type detection struct {
 	feedback string
 	fbState  feedback.FileState
 	send     func(*vigilv1.Incident) error
+	allow    rules.Allow
 }
 
 // newDetection loads the rules (the built-in set and the operator's
 // directory) and the learned state, and starts recording when asked.
 func newDetection(cfg Config, log *slog.Logger, tree *proctree.Tree, b *incident.Builder,
-	send func(*vigilv1.Incident) error, st *stats) (*detection, error) {
+	send func(*vigilv1.Incident) error, st *stats, onResponse func(correlate.Signal, string)) (*detection, error) {
 	a := cfg.Agent
 	d := &detection{
 		log:      log,
@@ -72,6 +74,7 @@ func newDetection(cfg Config, log *slog.Logger, tree *proctree.Tree, b *incident
 		return nil, err
 	}
 	d.engine.SetAllow(allow)
+	d.allow = allow
 	d.pipe, err = pipeline.New(pipeline.Options{
 		Builder:           b,
 		Engine:            d.engine,
@@ -81,6 +84,8 @@ func newDetection(cfg Config, log *slog.Logger, tree *proctree.Tree, b *incident
 		StateDir:          a.StateDir,
 		CorrelationWindow: a.Detection.CorrelationWindow,
 		Logger:            log,
+		OnResponse:        onResponse,
+		Latest:            func(id string) (*vigilv1.Incident, error) { return d.journal.Find(id) },
 		Lookup: func(pid uint32) (proctree.Entry, bool) {
 			e, err := proctree.ReadProc("/proc", pid)
 			if err != nil {

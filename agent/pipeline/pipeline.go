@@ -52,6 +52,10 @@ type Options struct {
 	// Latest returns the last revision emitted of an incident, for the
 	// audit records of incidents correlation has closed (nil: unknown).
 	Latest func(id string) (*vigilv1.Incident, error)
+	// OnResponse is called, under the caller's lock, for every new signal of
+	// a rule that has a response, with the incident the signal joined; the
+	// response engine decides (by mode) whether to act. nil: none.
+	OnResponse func(sig correlate.Signal, incidentID string)
 	// Emit receives every incident revision.
 	Emit func(*vigilv1.Incident)
 	// Logger receives warnings (nil: slog.Default()).
@@ -382,6 +386,10 @@ func (p *Pipeline) signal(sig correlate.Signal, entry, parent *proctree.Entry) {
 		return
 	}
 	p.emit(inc)
+	// A repeat (inc nil) was answered when it first came.
+	if inc != nil && sig.Response != "" && sig.Response != string(rules.ResponseNone) && p.opts.OnResponse != nil {
+		p.opts.OnResponse(sig, inc.GetId())
+	}
 }
 
 func (p *Pipeline) emit(incs ...*vigilv1.Incident) {

@@ -182,6 +182,9 @@ type Engine struct {
 	Lookup func(pid uint32) (proctree.Entry, error)
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// BlockTTL is how long a block lasts when the request gives none (0:
+	// DefaultBlockTTL).
+	BlockTTL time.Duration
 
 	mu     sync.Mutex
 	held   map[string]*hold // by action id
@@ -478,6 +481,9 @@ func (e *Engine) onAddress(req Request, prefix netip.Prefix) (string, error) {
 		}
 	}
 	ttl := req.TTL
+	if ttl <= 0 {
+		ttl = e.BlockTTL
+	}
 	if ttl <= 0 {
 		ttl = DefaultBlockTTL
 	}

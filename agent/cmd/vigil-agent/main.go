@@ -30,6 +30,7 @@ Usage:
   vigil-agent rules validate DIR...   check rule files; rules list: the rules in force
   vigil-agent replay FILE...          run recorded events (--record) through detection
   vigil-agent label benign ID         stop an incident's behaviour from raising it again
+  vigil-agent respond COMMAND         have the agent kill, freeze, block, isolate, restore...
   vigil-agent model eval --train DIR --normal DIR --attack DIR
                                       score the syscall-sequence model (e.g. on ADFA-LD)
 
@@ -168,10 +169,11 @@ func run() int {
 
 // subcommands are the commands besides running the agent.
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"label":  runLabel,
-	"model":  runModel,
-	"replay": runReplay,
-	"rules":  rules.Command,
+	"label":   runLabel,
+	"model":   runModel,
+	"replay":  runReplay,
+	"respond": runRespond,
+	"rules":   rules.Command,
 }
 
 // runModel implements "vigil-agent model": today its one command, eval.
