@@ -109,8 +109,9 @@ func (g *Guard) attachClsact(l netlink.Link) error {
 			DirectAction: true,
 		}
 		a := attachment{iface: attrs.Name, filter: f}
-		if i == len(g.directions())-1 {
-			// The last filter of the interface takes the qdisc with it.
+		if i == 0 {
+			// Detached last (detachAll goes backwards), the first filter
+			// of the interface takes the qdisc with it.
 			a.qdisc = created
 		}
 		if err := g.nl.FilterAdd(f); err != nil {

@@ -126,12 +126,9 @@ type Guard struct {
 // It remembers the network namespace of the calling thread, where Attach
 // must run. Close undoes it.
 func Open(opts Options) (*Guard, error) {
-	never := make([]netip.Prefix, 0, len(opts.Never))
-	for _, p := range opts.Never {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("netguard: never-block %s: %w", p, ErrInvalidPrefix)
-		}
-		never = append(never, unmap(p).Masked())
+	never, err := normalizeNever(opts.Never)
+	if err != nil {
+		return nil, err
 	}
 	maxBlocks, maxAllowed := opts.MaxBlocks, opts.MaxAllowed
 	if maxBlocks == 0 {
@@ -188,6 +185,19 @@ func Open(opts Options) (*Guard, error) {
 		go g.expireLoop(every)
 	}
 	return g, nil
+}
+
+// normalizeNever checks the never-blocked prefixes and puts them in
+// canonical IPv4 or IPv6 form.
+func normalizeNever(in []netip.Prefix) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, p := range in {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("netguard: never-block %s: %w", p, ErrInvalidPrefix)
+		}
+		out = append(out, unmap(p).Masked())
+	}
+	return out, nil
 }
 
 func (g *Guard) expireLoop(every time.Duration) {
