@@ -316,6 +316,20 @@ func (s *Store) Damage() error {
 	return s.damage
 }
 
+// LastSweep returns when TakeAll last ran (zero when it never has): a store
+// with no baseline yet needs one.
+func (s *Store) LastSweep() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last time.Time
+	for _, t := range s.idx.Swept {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
 // Patterns returns the patterns the store keeps, as configured.
 func (s *Store) Patterns() []string {
 	return slices.Clone(s.patterns)
