@@ -23,6 +23,53 @@ struct {
 /* When set by the agent, only tasks in this cgroup v2 (by id) are reported. */
 volatile const __u64 target_cgroup = 0;
 
+/* Key of kill_exes: an executable's inode (kernel dev_t encoding), as in the file family. */
+struct kill_exe_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+
+/* Executables killed at exec, by inode. The agent fills it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct kill_exe_key);
+	__type(value, __u8);
+} kill_exes SEC(".maps");
+
+/* Key of kill_names: a task name (comm), NUL-padded. */
+struct kill_name_key {
+	char comm[TASK_COMM_LEN];
+};
+
+/* Task names killed at exec: the name the new image runs as. The agent fills it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct kill_name_key);
+	__type(value, __u8);
+} kill_names SEC(".maps");
+
+/*
+ * kill_listed sends SIGKILL to the exec'ing task (current) when its new image
+ * or its new name is on a kill list, and reports whether it did. The signal is
+ * pending before execve returns to user space, so the image never runs.
+ */
+static __always_inline bool kill_listed(struct task_struct *task, struct linux_binprm *bprm)
+{
+	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
+	struct kill_exe_key exe = {
+		.ino = BPF_CORE_READ(inode, i_ino),
+		.dev = BPF_CORE_READ(inode, i_sb, s_dev),
+	};
+	struct kill_name_key name = {};
+	BPF_CORE_READ_STR_INTO(&name.comm, task, comm);
+	if (!bpf_map_lookup_elem(&kill_exes, &exe) && !bpf_map_lookup_elem(&kill_names, &name))
+		return false;
+	return bpf_send_signal(9 /* SIGKILL */) == 0;
+}
+
 /* selected reports whether task's events are wanted. */
 static __always_inline bool selected(struct task_struct *task)
 {
@@ -36,6 +83,8 @@ const struct exit_event *unused_exit_event __attribute__((unused));
 const enum event_family *unused_event_family __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum exec_flags *unused_exec_flags __attribute__((unused));
+const struct kill_exe_key *unused_kill_exe_key __attribute__((unused));
+const struct kill_name_key *unused_kill_name_key __attribute__((unused));
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
@@ -58,6 +107,8 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
+	/* Enforcement first, for every task: the cgroup filter only limits reporting. */
+	bool killed = kill_listed(task, bprm);
 	if (!selected(task))
 		return 0;
 	__u32 zero = 0;
@@ -72,7 +123,7 @@ int BPF_PROG(handle_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	}
 	fill_header(&ev->hdr, EVENT_EXEC);
 	fill_process(&ev->proc, task);
-	ev->flags = 0;
+	ev->flags = killed ? EXEC_KILLED : 0;
 	ev->pad = 0;
 
 	/* The path as the caller passed it to execve (may be relative, or a script). */

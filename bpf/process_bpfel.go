@@ -62,6 +62,7 @@ const (
 	ProcessExecFlagsEXEC_EXE_TRUNCATED  ProcessExecFlags = 4
 	ProcessExecFlagsEXEC_ARGS_TRUNCATED ProcessExecFlags = 8
 	ProcessExecFlagsEXEC_CWD_TRUNCATED  ProcessExecFlags = 16
+	ProcessExecFlagsEXEC_KILLED         ProcessExecFlags = 32
 )
 
 type ProcessExitEvent struct {
@@ -76,6 +77,18 @@ type ProcessForkEvent struct {
 	_    structs.HostLayout
 	Hdr  ProcessEventHeader
 	Proc ProcessProcessInfo
+}
+
+type ProcessKillExeKey struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Pad uint32
+}
+
+type ProcessKillNameKey struct {
+	_    structs.HostLayout
+	Comm [16]int8
 }
 
 type ProcessPathScratch struct {
@@ -102,6 +115,8 @@ type ProcessProcessInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	ProcessMapKillExes          = "kill_exes"
+	ProcessMapKillNames         = "kill_names"
 	ProcessMapLostEvents        = "lost_events"
 	ProcessMapPathScratchMap    = "path_scratch_map"
 	ProcessMapProcessEvents     = "process_events"
@@ -116,6 +131,8 @@ const (
 	ProcessVarUnusedExecFlags   = "unused_exec_flags"
 	ProcessVarUnusedExitEvent   = "unused_exit_event"
 	ProcessVarUnusedForkEvent   = "unused_fork_event"
+	ProcessVarUnusedKillExeKey  = "unused_kill_exe_key"
+	ProcessVarUnusedKillNameKey = "unused_kill_name_key"
 	ProcessVarWakeupBytes       = "wakeup_bytes"
 	ProcessVarWakeupIntervalNs  = "wakeup_interval_ns"
 )
@@ -171,6 +188,8 @@ type ProcessProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcessMapSpecs struct {
+	KillExes       *ebpf.MapSpec `ebpf:"kill_exes"`
+	KillNames      *ebpf.MapSpec `ebpf:"kill_names"`
 	LostEvents     *ebpf.MapSpec `ebpf:"lost_events"`
 	PathScratchMap *ebpf.MapSpec `ebpf:"path_scratch_map"`
 	ProcessEvents  *ebpf.MapSpec `ebpf:"process_events"`
@@ -188,6 +207,8 @@ type ProcessVariableSpecs struct {
 	UnusedExecFlags   *ebpf.VariableSpec `ebpf:"unused_exec_flags"`
 	UnusedExitEvent   *ebpf.VariableSpec `ebpf:"unused_exit_event"`
 	UnusedForkEvent   *ebpf.VariableSpec `ebpf:"unused_fork_event"`
+	UnusedKillExeKey  *ebpf.VariableSpec `ebpf:"unused_kill_exe_key"`
+	UnusedKillNameKey *ebpf.VariableSpec `ebpf:"unused_kill_name_key"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	WakeupIntervalNs  *ebpf.VariableSpec `ebpf:"wakeup_interval_ns"`
 }
@@ -212,6 +233,8 @@ func (o *ProcessObjects) Close() error {
 //
 // It can be passed to LoadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcessMaps struct {
+	KillExes       *ebpf.Map `ebpf:"kill_exes"`
+	KillNames      *ebpf.Map `ebpf:"kill_names"`
 	LostEvents     *ebpf.Map `ebpf:"lost_events"`
 	PathScratchMap *ebpf.Map `ebpf:"path_scratch_map"`
 	ProcessEvents  *ebpf.Map `ebpf:"process_events"`
@@ -219,6 +242,8 @@ type ProcessMaps struct {
 
 func (m *ProcessMaps) Close() error {
 	return _ProcessClose(
+		m.KillExes,
+		m.KillNames,
 		m.LostEvents,
 		m.PathScratchMap,
 		m.ProcessEvents,
@@ -237,6 +262,8 @@ type ProcessVariables struct {
 	UnusedExecFlags   *ebpf.Variable `ebpf:"unused_exec_flags"`
 	UnusedExitEvent   *ebpf.Variable `ebpf:"unused_exit_event"`
 	UnusedForkEvent   *ebpf.Variable `ebpf:"unused_fork_event"`
+	UnusedKillExeKey  *ebpf.Variable `ebpf:"unused_kill_exe_key"`
+	UnusedKillNameKey *ebpf.Variable `ebpf:"unused_kill_name_key"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 	WakeupIntervalNs  *ebpf.Variable `ebpf:"wakeup_interval_ns"`
 }

@@ -70,6 +70,10 @@ type Exec struct {
 	ExeDeleted bool
 	// ExeMemfd is set when the image is an anonymous memory file.
 	ExeMemfd bool
+	// Killed is set when the executable or its name was on the process
+	// sensor's kill list: the kernel sent SIGKILL during the exec, so the
+	// new image never ran an instruction (its Exit follows with signal 9).
+	Killed bool
 }
 
 // Exit reports that the last thread of a process exited.

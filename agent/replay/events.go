@@ -54,6 +54,7 @@ type execJSON struct {
 	CwdTruncated  bool        `json:"cwd_truncated,omitzero"`
 	ExeDeleted    bool        `json:"exe_deleted,omitzero"`
 	ExeMemfd      bool        `json:"exe_memfd,omitzero"`
+	Killed        bool        `json:"killed,omitzero"`
 }
 
 func execTo(e *event.Exec) *execJSON {
@@ -61,7 +62,7 @@ func execTo(e *event.Exec) *execJSON {
 		Time: stamp(e.Time), Process: processTo(&e.Process),
 		Filename: e.Filename, Exe: e.Exe, Cwd: e.Cwd, Args: e.Args,
 		ArgsTruncated: e.ArgsTruncated, ExeTruncated: e.ExeTruncated, CwdTruncated: e.CwdTruncated,
-		ExeDeleted: e.ExeDeleted, ExeMemfd: e.ExeMemfd,
+		ExeDeleted: e.ExeDeleted, ExeMemfd: e.ExeMemfd, Killed: e.Killed,
 	}
 }
 
@@ -70,7 +71,7 @@ func execFrom(j *execJSON) *event.Exec {
 		Time: time.Time(j.Time), Process: processFrom(&j.Process),
 		Filename: j.Filename, Exe: j.Exe, Cwd: j.Cwd, Args: j.Args,
 		ArgsTruncated: j.ArgsTruncated, ExeTruncated: j.ExeTruncated, CwdTruncated: j.CwdTruncated,
-		ExeDeleted: j.ExeDeleted, ExeMemfd: j.ExeMemfd,
+		ExeDeleted: j.ExeDeleted, ExeMemfd: j.ExeMemfd, Killed: j.Killed,
 	}
 }
 

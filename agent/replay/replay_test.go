@@ -70,6 +70,7 @@ func exec() *event.Exec {
 		},
 		Filename: "./run.sh", Exe: "/tmp/a&b/<run>", Cwd: "/tmp/a&b", Args: []string{"run.sh", "-x", "é\t\"q\""},
 		ArgsTruncated: true, ExeTruncated: true, CwdTruncated: true, ExeDeleted: true, ExeMemfd: true,
+		Killed: true,
 	}
 }
 
@@ -77,7 +78,7 @@ const execGolden = `{"type":"exec","event":{"time":"2025-03-01T12:00:00.00000000
 	`"process":{"pid":4242,"tid":4243,"ppid":1,"uid":1000,"gid":1001,"euid":1002,"login_uid":1003,` +
 	`"session_id":7,"start_time_ns":123456789012,"cgroup_id":1152921504606846976,"comm":"bash"},` +
 	`"filename":"./run.sh","exe":"/tmp/a&b/<run>","cwd":"/tmp/a&b","args":["run.sh","-x","é\t\"q\""],` +
-	`"args_truncated":true,"exe_truncated":true,"cwd_truncated":true,"exe_deleted":true,"exe_memfd":true}}` + "\n"
+	`"args_truncated":true,"exe_truncated":true,"cwd_truncated":true,"exe_deleted":true,"exe_memfd":true,"killed":true}}` + "\n"
 
 // everyType returns one event of every type, every field set to a distinct
 // non-zero value.

@@ -36,6 +36,7 @@ enum exec_flags {
 	EXEC_EXE_TRUNCATED = 1 << 2,  /* exe keeps only the tail of a longer path */
 	EXEC_ARGS_TRUNCATED = 1 << 3, /* argv was longer than ARGS_MAX_LEN */
 	EXEC_CWD_TRUNCATED = 1 << 4,  /* cwd keeps only the tail of a longer path */
+	EXEC_KILLED = 1 << 5,         /* on a kill list: SIGKILL sent before the image ran */
 };
 
 /* Common header of every record. */

@@ -261,14 +261,23 @@ func (h *Held) Dir() string { return h.dir }
 func (h *Held) Name() string { return h.name }
 
 // PIDs returns the processes in the leaf cgroup now, children born there
-// included.
-func (h *Held) PIDs() ([]int, error) {
+// included, in pid order; nil once released. Should the leaf be unreadable,
+// it returns the processes Freeze moved in.
+func (h *Held) PIDs() []int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.released {
-		return nil, ErrReleased
+		return nil
 	}
-	return h.pidsLocked()
+	pids, err := h.pidsLocked()
+	if err != nil {
+		pids = pids[:0]
+		for pid := range h.procs {
+			pids = append(pids, pid)
+		}
+		slices.Sort(pids)
+	}
+	return pids
 }
 
 func (h *Held) pidsLocked() ([]int, error) {

@@ -7,10 +7,10 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/bpf"
 )
 
@@ -228,18 +228,6 @@ func watchKey(key string) bpf.FileWatchKey {
 	return k
 }
 
-// exeKey identifies an executable by the inode its path names now.
-func exeKey(p string) (bpf.FileExeKey, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(p, &st); err != nil {
-		return bpf.FileExeKey{}, fmt.Errorf("allow-listed executable: %w", err)
-	}
-	// The kernel's dev_t: major in the top 12 bits, minor in the low 20.
-	major := uint32((st.Dev>>8)&0xfff) | uint32((st.Dev>>32)&^0xfff)
-	minor := uint32(st.Dev&0xff) | uint32((st.Dev>>12)&^0xff)
-	return bpf.FileExeKey{Ino: st.Ino, Dev: major<<20 | minor}, nil
-}
-
 // policyMaps are the maps the kernel filters with.
 type policyMaps struct {
 	config, watch, pids, cgroups, exes *ebpf.Map
@@ -265,11 +253,11 @@ func (m policyMaps) apply(p Policy) error {
 	}
 	exes := make([]bpf.FileExeKey, 0, len(p.AllowExes))
 	for _, e := range p.AllowExes {
-		k, err := exeKey(e)
+		x, err := sensor.ExeOf(e)
 		if err != nil {
-			return err
+			return fmt.Errorf("allow-listed %w", err)
 		}
-		exes = append(exes, k)
+		exes = append(exes, bpf.FileExeKey{Ino: x.Ino, Dev: x.Dev})
 	}
 
 	// Fill the trie and lists first, then drop what the new policy lacks.
@@ -303,13 +291,13 @@ func (m policyMaps) apply(p Policy) error {
 			return fmt.Errorf("unwatch: %w", err)
 		}
 	}
-	if err := replaceSet(m.pids, p.AllowPIDs); err != nil {
+	if err := sensor.ReplaceSet(m.pids, p.AllowPIDs); err != nil {
 		return fmt.Errorf("allow pids: %w", err)
 	}
-	if err := replaceSet(m.cgroups, p.AllowCgroups); err != nil {
+	if err := sensor.ReplaceSet(m.cgroups, p.AllowCgroups); err != nil {
 		return fmt.Errorf("allow cgroups: %w", err)
 	}
-	if err := replaceSet(m.exes, exes); err != nil {
+	if err := sensor.ReplaceSet(m.exes, exes); err != nil {
 		return fmt.Errorf("allow executables: %w", err)
 	}
 
@@ -330,36 +318,6 @@ func (m policyMaps) apply(p Policy) error {
 	zero := uint32(0)
 	if err := m.config.Put(&zero, &cfg); err != nil {
 		return fmt.Errorf("write file config: %w", err)
-	}
-	return nil
-}
-
-// replaceSet makes hash map m hold exactly keys (each with value 1).
-func replaceSet[K comparable](m *ebpf.Map, keys []K) error {
-	want := map[K]bool{}
-	one := uint8(1)
-	for _, k := range keys {
-		want[k] = true
-		if err := m.Put(&k, &one); err != nil {
-			return err
-		}
-	}
-	var k K
-	var v uint8
-	var stale []K
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if !want[k] {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return err
-	}
-	for i := range stale {
-		if err := m.Delete(&stale[i]); err != nil {
-			return err
-		}
 	}
 	return nil
 }

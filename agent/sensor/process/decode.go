@@ -61,6 +61,7 @@ func (d *Decoder) exec(rec *bpf.ProcessExecEvent) *event.Exec {
 		CwdTruncated:  flags&bpf.ProcessExecFlagsEXEC_CWD_TRUNCATED != 0,
 		ExeDeleted:    flags&bpf.ProcessExecFlagsEXEC_EXE_DELETED != 0,
 		ExeMemfd:      flags&bpf.ProcessExecFlagsEXEC_EXE_MEMFD != 0,
+		Killed:        flags&bpf.ProcessExecFlagsEXEC_KILLED != 0,
 	}
 }
 
