@@ -97,6 +97,9 @@ type Signal struct {
 	// Repeats counts identical signals the source already folded into this
 	// one; the correlator adds the ones it folds.
 	Repeats int
+	// KilledAtExec is set when the kernel killed the process as it
+	// executed (a kill list of the response engine): the response is done.
+	KilledAtExec bool
 	// Process is the process the signal is about; nil for a host-level
 	// signal such as failed logins from a remote address.
 	Process *proctree.Entry

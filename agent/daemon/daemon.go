@@ -29,6 +29,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/proctree"
 	"github.com/vigil-sensor/vigil/agent/rules"
 	"github.com/vigil-sensor/vigil/agent/sensor"
+	"github.com/vigil-sensor/vigil/agent/sensor/process"
 	"github.com/vigil-sensor/vigil/agent/transport"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -155,6 +156,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer resp.close()
+	resp.attachNetwork(cfg.Agent)
+	resp.attachProcesses()
+	resp.attachFiles(cfg.Agent.StateDir)
 	det, err := newDetection(cfg, log, tree, &incident.Builder{
 		HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name,
 		Listening: rules.ProcProbe{Root: "/proc"}.Listening,
@@ -164,6 +168,29 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	p := &intake{log: log, stats: st, det: det}
 	defer p.close()
+	// Rules whose response is kill, in auto mode, and that name only
+	// programs are enforced in the kernel at exec.
+	var procSensor *process.Sensor
+	for _, s := range sensors {
+		if ps, ok := s.(*process.Sensor); ok {
+			procSensor = ps
+		}
+	}
+	applyKillList := func(set *rules.Set) {
+		names, exes := resp.killList(set)
+		if procSensor == nil {
+			return
+		}
+		if err := procSensor.SetKillList(exes, names); err != nil {
+			log.Error("kernel kill list not applied", "error", err)
+			return
+		}
+		if len(names)+len(exes) > 0 {
+			log.Info("killing at exec", "names", names, "executables", exes)
+		}
+	}
+	applyKillList(det.engine.Set())
+	det.onRules = applyKillList
 	resp.record = func(id string, rec *vigilv1.ActionRecord) {
 		p.mu.Lock()
 		defer p.mu.Unlock()

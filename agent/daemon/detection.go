@@ -38,6 +38,8 @@ type detection struct {
 	fbState  feedback.FileState
 	send     func(*vigilv1.Incident) error
 	allow    rules.Allow
+	// onRules is told of every rule set the watcher loads.
+	onRules func(*rules.Set)
 }
 
 // newDetection loads the rules (the built-in set and the operator's
@@ -156,7 +158,12 @@ func (d *detection) watch(ctx context.Context, mu *sync.Mutex) {
 		dirs = append(dirs, d.rulesDir)
 	}
 	w := rules.NewWatcher(d.engine, dirs, rules.WatchOptions{
-		OnReload: func(s *rules.Set) { d.log.Info("rules reloaded", "rules", len(s.Rules()), "dir", d.rulesDir) },
+		OnReload: func(s *rules.Set) {
+			d.log.Info("rules reloaded", "rules", len(s.Rules()), "dir", d.rulesDir)
+			if d.onRules != nil {
+				d.onRules(s)
+			}
+		},
 		OnError: func(err error) {
 			d.log.Error("rules not reloaded; the last good set stays in force", "dir", d.rulesDir, "error", err)
 		},

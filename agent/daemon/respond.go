@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -17,6 +18,9 @@ import (
 	"github.com/vigil-sensor/vigil/agent/control"
 	"github.com/vigil-sensor/vigil/agent/correlate"
 	"github.com/vigil-sensor/vigil/agent/response"
+	"github.com/vigil-sensor/vigil/agent/response/netguard"
+	"github.com/vigil-sensor/vigil/agent/response/procctl"
+	"github.com/vigil-sensor/vigil/agent/response/snapshot"
 	"github.com/vigil-sensor/vigil/agent/rules"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -31,12 +35,15 @@ const AuditName = "audit.jsonl"
 type responder struct {
 	log    *slog.Logger
 	engine *response.Engine
-	queue  chan response.Request
+	queue  chan queued
 	// record attaches a record to its incident (taking the pipeline's lock).
 	record func(incidentID string, rec *vigilv1.ActionRecord)
 
 	auditMu sync.Mutex
 	audit   *os.File
+
+	guard     *netguard.Guard
+	snapshots *snapshot.Store
 }
 
 // newResponder builds the engine from the configuration. The mechanisms
@@ -76,7 +83,7 @@ func newResponder(a *config.Config, allow rules.Allow, log *slog.Logger) (*respo
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	return &responder{log: log, engine: e, queue: make(chan response.Request, 256), audit: f}, nil
+	return &responder{log: log, engine: e, queue: make(chan queued, 256), audit: f}, nil
 }
 
 // serverPrefixes resolves the server's address: the agent never blocks it
@@ -102,6 +109,13 @@ func serverPrefixes(server string, log *slog.Logger) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// queued is a request waiting for the engine; done, when set, says the
+// kernel already carried it out (a kill at exec): it is only recorded.
+type queued struct {
+	req  response.Request
+	done string
 }
 
 // onResponse turns a rule's response on a new signal into a request, for
@@ -142,8 +156,12 @@ func (r *responder) onResponse(sig correlate.Signal, incidentID string) {
 	default:
 		return
 	}
+	q := queued{req: req}
+	if sig.KilledAtExec && req.Action == response.ActKill {
+		q.done = "killed by the kernel as it executed, before its first instruction"
+	}
 	select {
-	case r.queue <- req:
+	case r.queue <- q:
 	default:
 		r.log.Error("response queue full: response dropped", "rule", sig.RuleID, "action", req.Action, "target", req.Target)
 	}
@@ -155,8 +173,12 @@ func (r *responder) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case req := <-r.queue:
-			r.do(req)
+		case q := <-r.queue:
+			if q.done != "" {
+				r.file(q.req, r.engine.Done(q.req, q.done))
+				continue
+			}
+			r.do(q.req)
 		}
 	}
 }
@@ -164,6 +186,12 @@ func (r *responder) run(ctx context.Context) {
 // do carries out one request and files its record.
 func (r *responder) do(req response.Request) *vigilv1.ActionRecord {
 	rec := r.engine.Do(req)
+	r.file(req, rec)
+	return rec
+}
+
+// file logs a record, appends it to the audit log and to its incident.
+func (r *responder) file(req response.Request, rec *vigilv1.ActionRecord) {
 	r.log.Info("response", "action", rec.GetAction(), "target", rec.GetTarget(), "result", rec.GetResult(),
 		"detail", rec.GetDetail(), "requester", rec.GetRequester(), "incident", req.IncidentID, "mode", rec.GetMode())
 	if b, err := protojson.Marshal(rec); err == nil {
@@ -177,7 +205,6 @@ func (r *responder) do(req response.Request) *vigilv1.ActionRecord {
 	if req.IncidentID != "" && r.record != nil {
 		r.record(req.IncidentID, rec)
 	}
-	return rec
 }
 
 // handle answers the control socket.
@@ -195,5 +222,129 @@ func (r *responder) handle(req control.Request) control.Reply {
 	return control.Reply{Error: fmt.Sprintf("unknown op %q", req.Op)}
 }
 
-// close closes the audit log.
-func (r *responder) close() { r.audit.Close() }
+// attachNetwork loads the network guard (host blocks, isolation, cgroup
+// quarantine) on the configured interfaces; without it those actions fail
+// with the reason, and everything else goes on.
+func (r *responder) attachNetwork(a *config.Config) {
+	g, err := netguard.Open(netguard.Options{Interfaces: a.Response.Interfaces, Never: r.engine.Safety.Protected})
+	if err == nil {
+		err = g.Attach()
+		if err != nil {
+			g.Close()
+		}
+	}
+	if err != nil {
+		r.log.Warn("network responses unavailable (block, isolate, quarantine)", "error", err)
+		return
+	}
+	r.guard = g
+	r.engine.Network = g
+	r.log.Info("network responses ready", "interfaces", g.Interfaces(), "attach", g.Mode(), "never_blocked", r.engine.Safety.Protected)
+}
+
+// close detaches the mechanisms and closes the audit log.
+func (r *responder) close() {
+	if r.guard != nil {
+		if err := r.guard.Close(); err != nil {
+			r.log.Warn("network guard not detached cleanly", "error", err)
+		}
+	}
+	if r.snapshots != nil {
+		r.snapshots.Close()
+	}
+	r.audit.Close()
+}
+
+// processes adapts procctl to the engine.
+type processes struct{ q *procctl.Quarantine }
+
+func (p processes) KillTree(pid uint32, start uint64) ([]int, error) {
+	return procctl.KillTree(pid, start)
+}
+
+func (p processes) Freeze(pid uint32, start uint64, name string) (response.Held, error) {
+	h, err := p.q.Freeze(pid, start, name)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// files adapts the snapshot store to the engine.
+type files struct{ s *snapshot.Store }
+
+func (f files) Restore(path string) (string, error) {
+	r, err := f.s.Restore(path)
+	if err != nil {
+		return "", err
+	}
+	return r.String(), nil
+}
+
+// attachProcesses readies kill and freeze; without cgroup v2 freeze is unavailable.
+func (r *responder) attachProcesses() {
+	q, err := procctl.NewQuarantine("")
+	if err != nil {
+		r.log.Warn("process responses unavailable (kill, freeze, quarantine)", "error", err)
+		return
+	}
+	r.engine.Processes = processes{q}
+	r.log.Info("process responses ready", "quarantine", q.Root())
+}
+
+// attachFiles opens the snapshot store; on the first start (or after a
+// damaged index) it takes the baseline of every watched file.
+func (r *responder) attachFiles(stateDir string) {
+	s, err := snapshot.Open(filepath.Join(stateDir, "snapshots"), snapshot.Options{})
+	if err != nil {
+		r.log.Warn("file rollback unavailable (restore)", "error", err)
+		return
+	}
+	if err := s.Damage(); err != nil {
+		r.log.Warn("snapshot index was damaged and is rebuilt", "error", err)
+	}
+	if s.LastSweep().IsZero() {
+		rep, err := s.TakeAll()
+		if err != nil {
+			r.log.Warn("file snapshots not taken", "error", err)
+		}
+		r.log.Info("file snapshots taken as known-good", "files", len(rep.Taken), "skipped", len(rep.Skipped))
+	}
+	r.snapshots = s
+	r.engine.Files = files{s}
+}
+
+// killList computes the kernel kill list from the rules whose response is
+// kill in auto mode and whose condition the kernel can check by itself
+// (process names and executables only), without the names the agent must
+// never kill on sight.
+func (r *responder) killList(set *rules.Set) (names, exes []string) {
+	for _, rule := range set.Rules() {
+		if !rule.Enabled || rule.Response != rules.ResponseKill || r.engine.ModeFor(rule.ID) != response.ModeAuto {
+			continue
+		}
+		n, e, ok := rule.KernelKill()
+		if !ok {
+			continue
+		}
+		for _, name := range n {
+			if slices.Contains(neverKillNames, name) {
+				r.log.Warn("rule would kill a program the agent never kills on sight; left out of the kernel kill list", "rule", rule.ID, "name", name)
+				continue
+			}
+			names = append(names, name)
+		}
+		for _, exe := range e {
+			if slices.Contains(r.engine.Safety.AllowExes, exe) {
+				continue
+			}
+			exes = append(exes, exe)
+		}
+	}
+	return names, exes
+}
+
+// neverKillNames are programs a kill-on-exec list must not hold: the
+// agent, init, the ways in (ssh, login, su, sudo) and shells.
+var neverKillNames = []string{"vigil-agent", "systemd", "init", "sshd", "sshd-session", "login", "su", "sudo",
+	"sh", "bash", "dash", "zsh", "busybox"}

@@ -300,7 +300,7 @@ func (p *Pipeline) Handle(ev any) {
 	if in != nil {
 		for _, m := range p.engine.Evaluate(in) {
 			p.stats.RuleMatches++
-			p.signal(ruleSignal(m, in, entry, ancestors), entry, parent)
+			p.signal(ruleSignal(m, in, entry, ancestors, killedAtExec(ev)), entry, parent)
 		}
 	}
 	for _, f := range findings {
@@ -452,7 +452,7 @@ func (p *Pipeline) Close() error {
 const anomalyPrefix = "anomaly."
 
 // ruleSignal turns a rule match on in into a signal.
-func ruleSignal(m rules.Match, in *rules.Input, entry *proctree.Entry, ancestors []proctree.Entry) correlate.Signal {
+func ruleSignal(m rules.Match, in *rules.Input, entry *proctree.Entry, ancestors []proctree.Entry, killed bool) correlate.Signal {
 	r := m.Rule
 	sig := correlate.Signal{
 		Time:     in.Time,
@@ -473,6 +473,8 @@ func ruleSignal(m rules.Match, in *rules.Input, entry *proctree.Entry, ancestors
 			sig.FailedLogins = max(in.Login.FailuresFromSource, 1)
 		}
 		return sig
+	case "exec":
+		sig.KilledAtExec = killed
 	case "file":
 		sig.File, sig.FileOp = in.File.Path, fileOp(&in.File)
 	case "connect", "accept", "close", "udp":
@@ -485,6 +487,12 @@ func ruleSignal(m rules.Match, in *rules.Input, entry *proctree.Entry, ancestors
 		sig.Process, sig.Ancestors = &e, ancestors
 	}
 	return sig
+}
+
+// killedAtExec reports whether ev is an exec the kernel killed.
+func killedAtExec(ev any) bool {
+	x, ok := ev.(*event.Exec)
+	return ok && x.Killed
 }
 
 // fileOp names what a file event did, in correlate's terms.

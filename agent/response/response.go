@@ -253,6 +253,20 @@ func (e *Engine) Do(req Request) *vigilv1.ActionRecord {
 	return rec
 }
 
+// Done returns the audit record of a request something else already
+// carried out (the kernel's kill at exec), with what it did.
+func (e *Engine) Done(req Request, detail string) *vigilv1.ActionRecord {
+	id, _ := uuid.NewV7()
+	mode := e.Mode
+	if req.Rule != "" {
+		mode = e.ModeFor(req.Rule)
+	}
+	return &vigilv1.ActionRecord{
+		Id: id.String(), Time: timestamppb.New(e.now()), Action: req.Action, Target: req.Target,
+		Requester: req.Requester, Reason: req.Reason, Mode: string(mode), Result: ResultDone, Detail: detail,
+	}
+}
+
 // do runs the checks and the action; with DryRun it stops after the checks
 // and says what it would do.
 func (e *Engine) do(req Request, mode Mode, id string) (string, error) {

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"sort"
+
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
@@ -75,14 +77,7 @@ func guardExpr(e ast.Expr, lists map[string][]string) nameGuard {
 }
 
 // isProcessName reports whether e is the field process.name.
-func isProcessName(e ast.Expr) bool {
-	if e.Kind() != ast.SelectKind {
-		return false
-	}
-	sel := e.AsSelect()
-	op := sel.Operand()
-	return !sel.IsTestOnly() && sel.FieldName() == "name" && op.Kind() == ast.IdentKind && op.AsIdent() == "process"
-}
+func isProcessName(e ast.Expr) bool { return isProcessField(e, "name") }
 
 // constString returns {s} when e is the string literal s.
 func constString(e ast.Expr) nameGuard {
@@ -133,4 +128,68 @@ func (g nameGuard) admits(name string) bool {
 	}
 	_, ok := g[name]
 	return ok
+}
+
+// KernelKill returns the process names and executables a rule's condition
+// consists of, when it consists of nothing else: process.name == "x",
+// process.name in [...] or a list, process.exe == "/path", joined by ||, and
+// no exceptions. Such a rule can be enforced in the kernel at exec, before
+// the image runs; ok is false for any other rule.
+func (r *Rule) KernelKill() (names, exes []string, ok bool) {
+	if r.ast == nil || len(r.Exceptions) > 0 {
+		return nil, nil, false
+	}
+	names, exes, ok = pureKill(r.ast.NativeRep().Expr(), r.lists)
+	return names, exes, ok && (len(names) > 0 || len(exes) > 0)
+}
+
+// pureKill is KernelKill on an expression.
+func pureKill(e ast.Expr, lists map[string][]string) (names, exes []string, ok bool) {
+	if e.Kind() != ast.CallKind {
+		return nil, nil, false
+	}
+	call := e.AsCall()
+	args := call.Args()
+	switch call.FunctionName() {
+	case operators.LogicalOr:
+		ln, le, lok := pureKill(args[0], lists)
+		rn, re, rok := pureKill(args[1], lists)
+		return append(ln, rn...), append(le, re...), lok && rok
+	case operators.Equals, operators.In:
+		field, other := args[0], args[1]
+		if call.FunctionName() == operators.Equals && !isProcessField(field, "") {
+			field, other = other, field
+		}
+		var vals nameGuard
+		if call.FunctionName() == operators.Equals {
+			vals = constString(other)
+		} else {
+			vals = constStrings(other, lists)
+		}
+		if vals == nil {
+			return nil, nil, false
+		}
+		var out []string
+		for v := range vals {
+			out = append(out, v)
+		}
+		sort.Strings(out)
+		switch {
+		case isProcessField(field, "name"):
+			return out, nil, true
+		case isProcessField(field, "exe"):
+			return nil, out, true
+		}
+	}
+	return nil, nil, false
+}
+
+// isProcessField reports whether e is process.<name> (any field when name is "").
+func isProcessField(e ast.Expr, name string) bool {
+	if e.Kind() != ast.SelectKind {
+		return false
+	}
+	sel := e.AsSelect()
+	op := sel.Operand()
+	return !sel.IsTestOnly() && (name == "" || sel.FieldName() == name) && op.Kind() == ast.IdentKind && op.AsIdent() == "process"
 }

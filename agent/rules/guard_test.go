@@ -107,3 +107,34 @@ rules:
 		t.Errorf("zmap fired %v, want [g-negated g-none g-or]", got)
 	}
 }
+
+func TestKernelKill(t *testing.T) {
+	const head = `
+lists:
+  miners: [xmrig, minerd]
+rules:
+`
+	rule := func(id, cond, extra string) string {
+		return "  - id: " + id + "\n    title: t\n    description: d\n    severity: high\n    tactic: TA0040 Impact\n" +
+			"    technique: T1496 Resource Hijacking\n    on: [exec]\n    response: kill\n    condition: " + cond + "\n    reason: \"'x'\"\n" + extra
+	}
+	file := head +
+		rule("k-names", `process.name == 'vigil-marker' || process.name in miners || process.exe == '/opt/bad/tool'`, "") +
+		rule("k-and", `process.name == 'nc' && process.uid != 0`, "") +
+		rule("k-except", `process.name == 'nc'`, "    exceptions:\n      - name: root\n        condition: process.uid == 0\n")
+	set, err := Compile(nil, []Source{{Name: "kill.yaml", Data: []byte(file)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := set.Rule("k-names")
+	names, exes, ok := r.KernelKill()
+	if !ok || !reflect.DeepEqual(names, []string{"vigil-marker", "minerd", "xmrig"}) || !reflect.DeepEqual(exes, []string{"/opt/bad/tool"}) {
+		t.Errorf("k-names: %v %v %v", names, exes, ok)
+	}
+	for _, id := range []string{"k-and", "k-except"} {
+		r, _ := set.Rule(id)
+		if names, exes, ok := r.KernelKill(); ok {
+			t.Errorf("%s: kernel kill %v %v, want none (the kernel cannot check the rest of the rule)", id, names, exes)
+		}
+	}
+}

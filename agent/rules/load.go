@@ -114,6 +114,10 @@ type Rule struct {
 	// guard lists the process names the condition can only be true for
 	// (nil: any); see nameGuard.
 	guard nameGuard
+	// ast is the checked condition and lists the lists it may name, for
+	// KernelKill.
+	ast   *cel.Ast
+	lists map[string][]string
 }
 
 // FileInfo is one loaded rule file.
@@ -696,7 +700,8 @@ func (c *compiler) buildRule(env *cel.Env, inline []*cel.InlineVariable, s *spec
 	if cond, k := str("condition", true); k.node != nil {
 		r.Condition = cond
 		if ast, good := c.compileExpr(env, inline, k.src, k.node, s.item, "condition", cel.BoolType); good {
-			r.guard = guardOf(ast, c.listValues())
+			r.lists = c.listValues()
+			r.guard, r.ast = guardOf(ast, r.lists), ast
 			r.cond, good = c.program(env, ast, k.src, k.node, s.item, "condition")
 			ok = ok && good
 		} else {

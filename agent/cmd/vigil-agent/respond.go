@@ -187,6 +187,7 @@ func respondTarget(action string, args []string) (string, error) {
 		if strings.HasPrefix(a, "held:") {
 			return a, nil
 		}
+		a = strings.TrimPrefix(a, "pid:")
 		if _, err := strconv.ParseUint(a, 10, 32); err != nil {
 			return "", fmt.Errorf("%q is neither held:ID nor a pid", a)
 		}
