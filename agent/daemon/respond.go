@@ -122,6 +122,11 @@ type queued struct {
 // the engine to carry out or refuse by mode. It runs under the pipeline's
 // lock, so it only queues.
 func (r *responder) onResponse(sig correlate.Signal, incidentID string) {
+	// In detect and recommend modes the incident's recommended actions
+	// already carry the response; an operator approves it.
+	if r.engine.ModeFor(sig.RuleID) != response.ModeAuto && !sig.KilledAtExec {
+		return
+	}
 	req := response.Request{
 		IncidentID: incidentID, Rule: sig.RuleID, Requester: "rule:" + sig.RuleID,
 		Reason: sig.Title + ": " + sig.Reason,
