@@ -243,7 +243,7 @@ func (r *responder) attachNetwork(a *config.Config) {
 		return
 	}
 	r.guard = g
-	r.engine.Network = g
+	r.engine.Network = guard{g}
 	r.log.Info("network responses ready", "interfaces", g.Interfaces(), "attach", g.Mode(), "never_blocked", r.engine.Safety.Protected)
 }
 
@@ -258,6 +258,14 @@ func (r *responder) close() {
 		r.snapshots.Close()
 	}
 	r.audit.Close()
+}
+
+// guard adapts the network guard to the engine: the cut as audit lines.
+type guard struct{ *netguard.Guard }
+
+func (n guard) QuarantineProcesses(dir string, pids []int) (func() error, []string, error) {
+	undo, cut, err := n.Guard.QuarantineProcesses(dir, pids)
+	return undo, cut.Lines(), err
 }
 
 // processes adapts procctl to the engine.

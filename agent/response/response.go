@@ -155,8 +155,10 @@ type Network interface {
 	Isolate(allow []netip.Prefix) error
 	// Release ends isolation.
 	Release() error
-	// Quarantine cuts the network of the cgroup at dir; the func undoes it.
-	Quarantine(dir string) (func() error, error)
+	// QuarantineProcesses cuts the network of the cgroup at dir and the
+	// connections the processes pids, moved into it, already have. It
+	// returns the undo and one line per connection cut.
+	QuarantineProcesses(dir string, pids []int) (undo func() error, cut []string, err error)
 }
 
 // Files rolls watched files back.
@@ -389,17 +391,22 @@ func (e *Engine) onProcess(req Request, p proctree.Entry, id string) (string, er
 			return "", err
 		}
 		entry := &hold{id: id, incident: req.IncidentID, held: h}
+		var cut []string
 		if req.Action == ActQuarantine {
 			if e.Network == nil {
 				_ = h.Release()
 				return "", errors.New("network control is not available on this agent")
 			}
-			undo, err := e.Network.Quarantine(h.Dir())
+			// Still frozen: nothing moves while its sockets are cut.
+			undo, c, err := e.Network.QuarantineProcesses(h.Dir(), h.PIDs())
 			if err != nil {
 				_ = h.Release()
+				if len(c) > 0 {
+					err = fmt.Errorf("%w (connections already cut: %s)", err, strings.Join(c, "; "))
+				}
 				return "", err
 			}
-			entry.undoNet = undo
+			entry.undoNet, cut = undo, c
 			if err := h.Thaw(); err != nil {
 				return "", err
 			}
@@ -414,9 +421,28 @@ func (e *Engine) onProcess(req Request, p proctree.Entry, id string) (string, er
 		if req.Action == ActQuarantine {
 			verb = "cut the network of"
 		}
-		return fmt.Sprintf("%s %s (pids %v) in %s; release with: vigil-agent respond release held:%s", verb, what, h.PIDs(), h.Dir(), id), nil
+		detail := fmt.Sprintf("%s %s (pids %v) in %s", verb, what, h.PIDs(), h.Dir())
+		if req.Action == ActQuarantine {
+			detail += "; " + cutDetail(cut)
+		}
+		return detail + "; release with: vigil-agent respond release held:" + id, nil
 	}
 	return "", refuse("action %q is not a process action", req.Action)
+}
+
+// maxCutListed bounds the connections a quarantine's record lists.
+const maxCutListed = 16
+
+// cutDetail says how many connections a quarantine cut, listing the first.
+func cutDetail(cut []string) string {
+	s := fmt.Sprintf("cut %d connection(s) it already had", len(cut))
+	if len(cut) > 0 {
+		s += ": " + strings.Join(cut[:min(len(cut), maxCutListed)], "; ")
+	}
+	if len(cut) > maxCutListed {
+		s += fmt.Sprintf("; and %d more", len(cut)-maxCutListed)
+	}
+	return s
 }
 
 // onHeld thaws or releases a held tree, named by held:ID or by a pid in it.

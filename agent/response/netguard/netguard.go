@@ -10,7 +10,10 @@
 // kernel (CLOCK_BOOTTIME), so it ends at its TTL even before the expired
 // entry is removed from the map. Loopback, ARP and IPv6 neighbour discovery
 // always pass. Quarantine attaches cgroup_skb programs that drop every
-// packet and connect/sendmsg programs that refuse every call (EPERM).
+// packet and connect/sendmsg programs that refuse every call (EPERM);
+// QuarantineProcesses also destroys, through sock_diag, the sockets the
+// quarantined processes made before they were moved into the cgroup, which
+// those programs do not see.
 //
 // A Guard works in the network namespace of the thread that opened it:
 // Open and Attach must run there.

@@ -161,7 +161,13 @@ func tryNetns[T any](ns netns.NsHandle, f func() (T, error)) (T, error) {
 // t.Cleanup stops it.
 func listen(t *testing.T, ns netns.NsHandle) uint16 {
 	t.Helper()
-	ln := inNetns(t, ns, func() (net.Listener, error) { return net.Listen("tcp", ":0") })
+	return listenOn(t, ns, ":0")
+}
+
+// listenOn starts a TCP echo server on addr in ns; t.Cleanup stops it.
+func listenOn(t *testing.T, ns netns.NsHandle, addr string) uint16 {
+	t.Helper()
+	ln := inNetns(t, ns, func() (net.Listener, error) { return net.Listen("tcp", addr) })
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {

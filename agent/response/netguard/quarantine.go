@@ -43,7 +43,7 @@ func (q *quarantine) detach() error {
 //
 // A socket belongs to the cgroup its creator was in when it was made: the
 // sockets a process made before it was moved into cgroupDir keep their
-// traffic.
+// traffic. QuarantineProcesses cuts those too.
 //
 // It returns the undo, which may be called more than once; Close undoes
 // every quarantine still in place.
@@ -92,4 +92,29 @@ func (g *Guard) Quarantine(cgroupDir string) (func() error, error) {
 		return nil
 	}
 	return undo, nil
+}
+
+// QuarantineProcesses quarantines the cgroup v2 directory cgroupDir (see
+// Quarantine) and then cuts the TCP and UDP sockets that the processes
+// pids, moved into it, already hold (see CutSockets): those sockets are
+// charged to the cgroups the processes came from, where the deny programs
+// do not see them. The programs come first, so that nothing the processes
+// open after the cut gets through.
+//
+// It returns the undo of the quarantine (destroyed sockets stay
+// destroyed) and the sockets it cut. On an error nothing stays attached,
+// and the sockets already cut are returned with it.
+func (g *Guard) QuarantineProcesses(cgroupDir string, pids []int) (undo func() error, cut Cut, err error) {
+	undo, err = g.Quarantine(cgroupDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	cut, err = CutSockets(pids)
+	if err != nil {
+		if uerr := undo(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+		return nil, cut, err
+	}
+	return undo, cut, nil
 }

@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
@@ -33,9 +35,10 @@ func TestMain(m *testing.M) {
 }
 
 // quarantineChild connects to addr, exchanges one line, prints "ready"
-// and then answers each command read from in with "ok" or "err <why>":
-// "send" sends a line on the connection and waits for its echo, "dial"
-// opens a new connection.
+// and then answers each command read from in with "ok" or "err <why>"
+// ("err [ENAME] <why>" when the error is an errno): "send" sends a line on
+// the connection and waits for its echo, "dial" opens a new connection,
+// "addr" answers "ok <local> <remote>" for the connection.
 func quarantineChild(addr string, in io.Reader, out io.Writer) int {
 	const wait = 400 * time.Millisecond
 	c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -71,12 +74,19 @@ func quarantineChild(addr string, in io.Reader, out io.Writer) int {
 			if c2, err = net.DialTimeout("tcp", addr, wait); err == nil {
 				c2.Close()
 			}
+		case "addr":
+			fmt.Fprintln(out, "ok", c.LocalAddr(), c.RemoteAddr())
+			continue
 		default:
 			err = fmt.Errorf("unknown command %q", cmds.Text())
 		}
-		if err != nil {
+		var errno syscall.Errno
+		switch {
+		case errors.As(err, &errno):
+			fmt.Fprintf(out, "err [%s] %v\n", unix.ErrnoName(errno), err)
+		case err != nil:
 			fmt.Fprintln(out, "err", err)
-		} else {
+		default:
 			fmt.Fprintln(out, "ok")
 		}
 	}
