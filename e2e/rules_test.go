@@ -1168,6 +1168,14 @@ type learnedStack struct {
 // (config, YAML) and extra environment for it.
 func startLearnedStack(t *testing.T, config string, env ...string) *learnedStack {
 	t.Helper()
+	return startLearnedStackOn(t, "127.0.0.1", config, env...)
+}
+
+// startLearnedStackOn is startLearnedStack with the server listening on
+// host, an address of this host (e.g. one the test gave an interface of
+// its own, so that the server's address is not a loopback one).
+func startLearnedStackOn(t *testing.T, host, config string, env ...string) *learnedStack {
+	t.Helper()
 	testutil.RequireRoot(t)
 	s := &stack{bins: buildBinaries(t), agentLog: &syncBuffer{}}
 	var err error
@@ -1176,7 +1184,7 @@ func startLearnedStack(t *testing.T, config string, env ...string) *learnedStack
 	}
 	t.Cleanup(func() { os.RemoveAll(s.scratch) })
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func runRespond(args []string, stdout, stderr io.Writer) int {
 	dryRun := fs.Bool("dry-run", false, "check and say what would happen, change nothing")
 	reason := fs.String("reason", "", "why, for the audit record")
 	incidentID := fs.String("incident", "", "the incident this action is for (its audit trail gets the record)")
-	ttl := fs.Duration("ttl", response.DefaultBlockTTL, "how long a block lasts")
+	ttl := fs.Duration("ttl", 0, "how long a block lasts (0: the agent's response.block_ttl)")
 	by := fs.String("by", currentUser(), "who asks, for the audit record")
 	var pos []string
 	rest := args
