@@ -38,6 +38,11 @@ type Request struct {
 	TTL        time.Duration `json:"ttl,omitempty"`
 	// Requester names who asks, e.g. "operator:alice".
 	Requester string `json:"requester,omitempty"`
+	// StartTime pins a pid target to one process (ns since boot); 0: the
+	// process that has the pid now.
+	StartTime uint64 `json:"start_time,omitempty"`
+	// StartSlack is how far the start may be off (see response.Request).
+	StartSlack time.Duration `json:"start_slack,omitempty"`
 }
 
 // Reply is the agent's answer.

@@ -136,7 +136,7 @@ func TestFailedLoginsThenShadowReadFromTheSameAddress(t *testing.T) {
 	for _, a := range inc.RecommendedActions {
 		acts = append(acts, a.Action+" "+a.Target)
 	}
-	if want := "[freeze pid:800 block_source addr:127.0.0.1]"; fmt.Sprint(acts) != want {
+	if want := "[freeze pid:803 block_source addr:127.0.0.1]"; fmt.Sprint(acts) != want {
 		t.Errorf("actions %v, want %s", acts, want)
 	}
 }

@@ -218,7 +218,7 @@ func (r *responder) handle(req control.Request) control.Reply {
 	case "respond":
 		rec := r.do(response.Request{
 			Action: req.Action, Target: req.Target, IncidentID: req.IncidentID, Requester: req.Requester,
-			Reason: req.Reason, DryRun: req.DryRun, TTL: req.TTL,
+			Reason: req.Reason, DryRun: req.DryRun, TTL: req.TTL, StartTime: req.StartTime, StartSlack: req.StartSlack,
 		})
 		return control.RecordReply(rec)
 	case "status":

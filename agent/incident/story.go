@@ -358,15 +358,15 @@ var restoreTactics = []string{"TA0003", "TA0004", "TA0006"}
 // (same action and target). Rule responses:
 //
 //   - kill: the signal's process, pid:N;
-//   - freeze: the signal's tree root (the process itself when it has none);
-//   - quarantine: the signal's executable (its File when host-level), file:PATH;
+//   - freeze and quarantine: the signal's process (with its descendants), pid:N;
 //   - block_source: the signal's RemoteHost, else RemoteAddr, else its
 //     session's source, addr:X;
 //   - isolate: the host, host:ID;
 //   - restore: the signal's File.
 //
-// Suggestions: block the source of failed logins; freeze the tree root of a
-// process signal at high severity or above; restore a file a rule of
+// Suggestions: block the source of failed logins; freeze the process of a
+// process signal at high severity or above (never its tree root: that is
+// often the session an operator works in); restore a file a rule of
 // persistence, privilege escalation or credential access saw modified.
 // Processes that have exited and pid 1 are never targets.
 func (b *Builder) actions(sigs []correlate.Signal) []*vigilv1.RecommendedAction {
@@ -391,7 +391,7 @@ func (b *Builder) actions(sigs []correlate.Signal) []*vigilv1.RecommendedAction 
 				own = append(own, &vigilv1.RecommendedAction{
 					Action: correlate.ResponseFreeze,
 					Target: pidTarget(t),
-					Reason: ascii(fmt.Sprintf("A %s signal came from the process tree of %s (pid %d); freezing it stops the tree and keeps it for analysis.",
+					Reason: ascii(fmt.Sprintf("A %s signal came from %s (pid %d); freezing it and its descendants stops them and keeps them for analysis.",
 						severityWord(s.Severity), display(t), t.PID)),
 				})
 			}
@@ -447,20 +447,14 @@ func (b *Builder) ruleAction(s *correlate.Signal) *vigilv1.RecommendedAction {
 			return nil
 		}
 		a.Target = pidTarget(t)
-		a.Reason = fmt.Sprintf("Rule %s asks to freeze the process tree of %s (pid %d).", s.RuleID, display(t), t.PID)
+		a.Reason = fmt.Sprintf("Rule %s asks to freeze %s (pid %d) and its descendants.", s.RuleID, display(t), t.PID)
 	case correlate.ResponseQuarantine:
-		f := s.File
-		if s.Process != nil {
-			f = s.Process.Exe
-			if s.Process.ExeMemfd {
-				f = ""
-			}
-		}
-		if f == "" {
+		t := freezeTarget(s)
+		if t == nil {
 			return nil
 		}
-		a.Target = "file:" + f
-		a.Reason = fmt.Sprintf("Rule %s asks to quarantine %s.", s.RuleID, f)
+		a.Target = pidTarget(t)
+		a.Reason = fmt.Sprintf("Rule %s asks to cut the network of %s (pid %d) and its descendants.", s.RuleID, display(t), t.PID)
 	case correlate.ResponseBlockSource:
 		addr := s.RemoteHost
 		if addr == "" {
@@ -490,12 +484,9 @@ func (b *Builder) ruleAction(s *correlate.Signal) *vigilv1.RecommendedAction {
 	return a
 }
 
-// freezeTarget is the process to freeze for s: its tree root when that is
-// fit, else the process itself when fit, else nil.
+// freezeTarget is the process to freeze (or quarantine) for s: the
+// process itself, with its descendants, when fit, else nil.
 func freezeTarget(s *correlate.Signal) *proctree.Entry {
-	if root, ok := s.TreeRoot(); ok && fitProcess(&root) {
-		return &root
-	}
 	if fitProcess(s.Process) {
 		return s.Process
 	}

@@ -92,6 +92,10 @@ type Request struct {
 	// StartTime pins a pid target to one process (ns since boot, as in
 	// /proc); 0 takes the process that has the pid now.
 	StartTime uint64
+	// StartSlack is how far the process's start may be from StartTime (0:
+	// the same clock tick): a start time converted from wall-clock time
+	// carries the clocks' drift.
+	StartSlack time.Duration
 	// IncidentID is the incident the action is for, "" for none.
 	IncidentID string
 	// Rule is the rule whose response this is, for requests of rules.
@@ -239,6 +243,7 @@ func (e *Engine) Do(req Request) *vigilv1.ActionRecord {
 	rec := &vigilv1.ActionRecord{
 		Id: id.String(), Time: timestamppb.New(start), Action: req.Action, Target: req.Target,
 		Requester: req.Requester, Reason: req.Reason, Mode: string(mode), DryRun: req.DryRun,
+		IncidentId: req.IncidentID,
 	}
 	detail, err := e.do(req, mode, rec.Id)
 	rec.DurationUs = uint64(e.now().Sub(start).Microseconds())
@@ -266,6 +271,7 @@ func (e *Engine) Done(req Request, detail string) *vigilv1.ActionRecord {
 	return &vigilv1.ActionRecord{
 		Id: id.String(), Time: timestamppb.New(e.now()), Action: req.Action, Target: req.Target,
 		Requester: req.Requester, Reason: req.Reason, Mode: string(mode), Result: ResultDone, Detail: detail,
+		IncidentId: req.IncidentID,
 	}
 }
 
@@ -289,7 +295,7 @@ func (e *Engine) do(req Request, mode Mode, id string) (string, error) {
 		if kind != "pid" {
 			return "", refuse("%s needs a pid:N target, not %q", req.Action, req.Target)
 		}
-		p, err := e.process(value, req.StartTime)
+		p, err := e.process(value, req.StartTime, req.StartSlack)
 		if err != nil {
 			return "", err
 		}
@@ -326,7 +332,7 @@ func (e *Engine) do(req Request, mode Mode, id string) (string, error) {
 }
 
 // process resolves a pid target and applies the process safety rules.
-func (e *Engine) process(value string, start uint64) (proctree.Entry, error) {
+func (e *Engine) process(value string, start uint64, slack time.Duration) (proctree.Entry, error) {
 	n, err := strconv.ParseUint(value, 10, 32)
 	if err != nil || n == 0 {
 		return proctree.Entry{}, refuse("%q is not a pid", value)
@@ -355,7 +361,7 @@ func (e *Engine) process(value string, start uint64) (proctree.Entry, error) {
 		return proctree.Entry{}, refuse("pid %d: no such process (%v)", pid, err)
 	}
 	switch {
-	case start != 0 && !p.SameProcess(start):
+	case start != 0 && !sameStart(p, start, slack):
 		return p, refuse("pid %d is now another process than the one the incident names (it exited and the pid was reused)", pid)
 	case p.Exe == "":
 		return p, refuse("pid %d (%s) is a kernel thread", pid, p.Comm)
@@ -367,6 +373,15 @@ func (e *Engine) process(value string, start uint64) (proctree.Entry, error) {
 		return p, refuse("pid %d is in an allow-listed cgroup", pid)
 	}
 	return p, nil
+}
+
+// sameStart reports whether p started at start, within slack.
+func sameStart(p proctree.Entry, start uint64, slack time.Duration) bool {
+	if slack <= 0 {
+		return p.SameProcess(start)
+	}
+	d := time.Duration(int64(p.StartTime) - int64(start))
+	return d.Abs() <= slack
 }
 
 // onProcess kills, freezes or quarantines a process tree.

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vigil-sensor/vigil/agent/proctree"
 )
 
 // engine is an engine without mechanisms: every request in these tests is
@@ -125,4 +128,32 @@ func TestDryRunAndModes(t *testing.T) {
 	if _, err := ParseMode("yolo"); err == nil || err.Error() != `response mode "yolo": want detect, recommend or auto` {
 		t.Errorf("ParseMode: %v", err)
 	}
+}
+
+func TestStartSlack(t *testing.T) {
+	child := exec.Command("/usr/bin/sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	e := engine()
+	e.Safety.AllowExes = nil
+	p, err := proctreeRead(uint32(child.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := "pid:" + strconv.Itoa(child.Process.Pid)
+	near := e.Do(Request{Action: ActKill, Target: pid, StartTime: p.StartTime + uint64(100*time.Millisecond), StartSlack: 250 * time.Millisecond, DryRun: true})
+	far := e.Do(Request{Action: ActKill, Target: pid, StartTime: p.StartTime + uint64(time.Second), StartSlack: 250 * time.Millisecond, DryRun: true})
+	if near.GetResult() != ResultDryRun || far.GetResult() != ResultRefused {
+		t.Errorf("100 ms off: %s %q; 1 s off: %s %q; want dry-run and refused", near.GetResult(), near.GetDetail(), far.GetResult(), far.GetDetail())
+	}
+}
+
+func proctreeRead(pid uint32) (proctree.Entry, error) {
+	p, err := proctree.ReadProc("/proc", pid)
+	if err != nil {
+		return proctree.Entry{}, err
+	}
+	return *p, nil
 }

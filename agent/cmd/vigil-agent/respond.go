@@ -13,7 +13,9 @@ import (
 	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/control"
 	"github.com/vigil-sensor/vigil/agent/feedback"
+	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/response"
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
 const respondUsage = `vigil-agent respond COMMAND [flags]
@@ -120,6 +122,16 @@ func runRespond(args []string, stdout, stderr io.Writer) int {
 		}
 		a := recs[n-1]
 		req.Action, req.Target, req.IncidentID = a.GetAction(), a.GetTarget(), inc.GetId()
+		// A pid is acted on only if it still names the incident's process.
+		if pid, ok := strings.CutPrefix(a.GetTarget(), "pid:"); ok {
+			start, err := incidentStart(inc, pid)
+			if err != nil {
+				fmt.Fprintf(stderr, "vigil-agent respond approve: %v\n", err)
+				return 1
+			}
+			// Converted from wall-clock time: allow for the clocks' drift.
+			req.StartTime, req.StartSlack = start, 250*time.Millisecond
+		}
 		if req.Reason == "" {
 			req.Reason = "approved recommendation: " + a.GetReason()
 		}
@@ -201,4 +213,29 @@ func respondTarget(action string, args []string) (string, error) {
 		return "file:" + a, nil
 	}
 	return "", fmt.Errorf("no target for %s", action)
+}
+
+// incidentStart returns the start time, in ns since boot, of process pid as
+// the incident records it, so that the agent refuses to act on a process
+// that reused the pid since.
+func incidentStart(inc *vigilv1.Incident, pid string) (uint64, error) {
+	var found *vigilv1.Process
+	for _, p := range append(append([]*vigilv1.Process{inc.GetProcess()}, inc.GetAncestors()...), inc.GetRelated()...) {
+		if p != nil && strconv.FormatUint(uint64(p.GetPid()), 10) == pid {
+			found = p
+			break
+		}
+	}
+	if found == nil || found.GetStartTime() == nil {
+		return 0, fmt.Errorf("incident %s does not record when process %s started, so the agent could not tell it from a later process with that pid", inc.GetId(), pid)
+	}
+	boot, err := hostinfo.BootTime()
+	if err != nil {
+		return 0, err
+	}
+	d := found.GetStartTime().AsTime().Sub(boot)
+	if d < 0 {
+		return 0, fmt.Errorf("process %s of incident %s started before this boot: it is gone", pid, inc.GetId())
+	}
+	return uint64(d), nil
 }

@@ -964,7 +964,9 @@ type ActionRecord struct {
 	// dry_run is set when the action was only simulated.
 	DryRun bool `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// duration_us is how long carrying the action out took, in microseconds.
-	DurationUs    uint64 `protobuf:"varint,11,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
+	DurationUs uint64 `protobuf:"varint,11,opt,name=duration_us,json=durationUs,proto3" json:"duration_us,omitempty"`
+	// incident_id is the incident the action was for, when any.
+	IncidentId    string `protobuf:"bytes,12,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1074,6 +1076,13 @@ func (x *ActionRecord) GetDurationUs() uint64 {
 		return x.DurationUs
 	}
 	return 0
+}
+
+func (x *ActionRecord) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
 }
 
 // IncidentFilter selects incidents. Empty fields match everything.
@@ -1449,7 +1458,7 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\x11RecommendedAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb2\x02\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xd3\x02\n" +
 	"\fActionRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -1463,7 +1472,9 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\adry_run\x18\n" +
 	" \x01(\bR\x06dryRun\x12\x1f\n" +
 	"\vduration_us\x18\v \x01(\x04R\n" +
-	"durationUs\"y\n" +
+	"durationUs\x12\x1f\n" +
+	"\vincident_id\x18\f \x01(\tR\n" +
+	"incidentId\"y\n" +
 	"\x0eIncidentFilter\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x125\n" +
 	"\fmin_severity\x18\x02 \x01(\x0e2\x12.vigil.v1.SeverityR\vminSeverity\x12\x17\n" +
