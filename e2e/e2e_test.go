@@ -133,33 +133,7 @@ func startStack(t *testing.T) *stack {
 	}
 	t.Cleanup(func() { os.RemoveAll(s.scratch) })
 
-	// The server, on a port picked by the kernel.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	ln.Close()
-	server := exec.Command(filepath.Join(bins, "vigil-server"), "--listen", s.addr, "--db", filepath.Join(t.TempDir(), "server.db"))
-	serverLog := &syncBuffer{}
-	server.Stdout, server.Stderr = serverLog, serverLog
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = server.Process.Signal(unix.SIGTERM)
-		_ = server.Wait()
-		if t.Failed() {
-			t.Logf("vigil-server log:\n%s", serverLog.String())
-		}
-	})
-	waitFor(t, 10*time.Second, "vigil-server to listen", func() bool {
-		c, err := net.Dial("tcp", s.addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	s.startServer(t, "127.0.0.1")
 
 	// The agent.
 	agent := exec.Command(filepath.Join(bins, "vigil-agent"), "--server", s.addr, "--state-dir", filepath.Join(s.scratch, "agent"))
@@ -185,6 +159,38 @@ func startStack(t *testing.T) *stack {
 	}
 	t.Cleanup(func() { s.conn.Close() })
 	return s
+}
+
+// startServer starts vigil-server on host, on a port the kernel picks, and
+// waits until it listens; it is stopped when the test ends.
+func (s *stack) startServer(t *testing.T, host string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	ln.Close()
+	server := exec.Command(filepath.Join(s.bins, "vigil-server"), "--listen", s.addr, "--db", filepath.Join(t.TempDir(), "server.db"))
+	serverLog := &syncBuffer{}
+	server.Stdout, server.Stderr = serverLog, serverLog
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = server.Process.Signal(unix.SIGTERM)
+		_ = server.Wait()
+		if t.Failed() {
+			t.Logf("vigil-server log:\n%s", serverLog.String())
+		}
+	})
+	waitFor(t, 10*time.Second, "vigil-server to listen", func() bool {
+		c, err := net.Dial("tcp", s.addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }
 
 func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {

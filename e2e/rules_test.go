@@ -1184,32 +1184,7 @@ func startLearnedStackOn(t *testing.T, host, config string, env ...string) *lear
 	}
 	t.Cleanup(func() { os.RemoveAll(s.scratch) })
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	ln.Close()
-	server := exec.Command(filepath.Join(s.bins, "vigil-server"), "--listen", s.addr, "--db", filepath.Join(t.TempDir(), "server.db"))
-	serverLog := &syncBuffer{}
-	server.Stdout, server.Stderr = serverLog, serverLog
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = server.Process.Signal(unix.SIGTERM)
-		_ = server.Wait()
-		if t.Failed() {
-			t.Logf("vigil-server log:\n%s", serverLog.String())
-		}
-	})
-	waitFor(t, 10*time.Second, "vigil-server to listen", func() bool {
-		c, err := net.Dial("tcp", s.addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	s.startServer(t, host)
 
 	l := &learnedStack{stack: s, config: filepath.Join(s.scratch, "agent.yaml"), stateDir: filepath.Join(s.scratch, "agent")}
 	if err := os.WriteFile(l.config, []byte(config), 0o600); err != nil {
