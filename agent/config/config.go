@@ -141,6 +141,9 @@ type Allow struct {
 	Cgroups []string `yaml:"cgroups"`
 	// Exes are trusted executables (absolute paths).
 	Exes []string `yaml:"exes"`
+	// Users are users (names or uids) whose processes responses never act
+	// on; their events are still judged.
+	Users []string `yaml:"users"`
 }
 
 // maxServiceLen bounds PAM service names, terminating NUL included (the

@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/control"
 	"github.com/vigil-sensor/vigil/agent/correlate"
+	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/response"
 	"github.com/vigil-sensor/vigil/agent/response/netguard"
 	"github.com/vigil-sensor/vigil/agent/response/procctl"
@@ -63,6 +64,13 @@ func newResponder(a *config.Config, allow rules.Allow, log *slog.Logger) (*respo
 			AllowExes:    allow.Exes,
 			AllowCgroups: allow.CgroupIDs,
 		},
+	}
+	for _, u := range a.Allow.Users {
+		uid, err := hostinfo.UID(u)
+		if err != nil {
+			return nil, fmt.Errorf("allow.users: %w", err)
+		}
+		e.Safety.AllowUIDs = append(e.Safety.AllowUIDs, uid)
 	}
 	for id, m := range a.Response.Rules {
 		e.RuleModes[id], _ = response.ParseMode(m)

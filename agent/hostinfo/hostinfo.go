@@ -89,3 +89,19 @@ func (u *Users) Name(uid uint32) string {
 	}
 	return name
 }
+
+// UID returns the uid of a user given by name or as a number.
+func UID(name string) (uint32, error) {
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	found, err := user.Lookup(name)
+	if err != nil {
+		return 0, fmt.Errorf("user %q: %w", name, err)
+	}
+	n, err := strconv.ParseUint(found.Uid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("user %q has uid %q: %w", name, found.Uid, err)
+	}
+	return uint32(n), nil
+}

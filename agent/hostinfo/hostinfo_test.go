@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,5 +59,20 @@ func TestUserNames(t *testing.T) {
 	}
 	if got := u.Name(4_000_000_000); got != "" {
 		t.Errorf("unknown uid = %q, want empty", got)
+	}
+}
+
+func TestUID(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want uint32
+	}{{"root", 0}, {"0", 0}, {"65534", 65534}, {"nobody", 65534}} {
+		got, err := UID(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("UID(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := UID("no-such-user-vigil"); err == nil || !strings.Contains(err.Error(), `user "no-such-user-vigil"`) {
+		t.Errorf("UID of an unknown user: %v", err)
 	}
 }
