@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer resp.close()
 	resp.attachNetwork(cfg.Agent)
-	resp.attachProcesses()
+	resp.attachProcesses(cfg.Agent.StateDir)
 	resp.attachFiles(cfg.Agent.StateDir)
 	det, err := newDetection(cfg, log, tree, &incident.Builder{
 		HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name,

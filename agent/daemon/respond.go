@@ -302,12 +302,24 @@ func (f files) Restore(path string) (string, error) {
 	return r.String(), nil
 }
 
-// attachProcesses readies kill and freeze; without cgroup v2 freeze is unavailable.
-func (r *responder) attachProcesses() {
+// attachProcesses readies kill and freeze; without cgroup v2 freeze is
+// unavailable. Trees an earlier run left held are taken over, so that
+// they can be released.
+func (r *responder) attachProcesses(stateDir string) {
 	q, err := procctl.NewQuarantine("")
 	if err != nil {
 		r.log.Warn("process responses unavailable (kill, freeze, quarantine)", "error", err)
 		return
+	}
+	q.StateDir = filepath.Join(stateDir, "held")
+	held, err := q.Adopt()
+	if err != nil {
+		r.log.Warn("trees held by an earlier run not taken over", "error", err)
+	}
+	for _, h := range held {
+		r.engine.Adopt(h.Name(), h)
+		r.log.Warn("still holding a process tree from an earlier run", "held", "held:"+h.Name(), "pids", h.PIDs(),
+			"release", "vigil-agent respond release held:"+h.Name())
 	}
 	r.engine.Processes = processes{q}
 	r.log.Info("process responses ready", "quarantine", q.Root())

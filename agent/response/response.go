@@ -596,6 +596,17 @@ func (e *Engine) onHost(req Request) (string, error) {
 	return fmt.Sprintf("host isolated: only %v reachable", e.Safety.Protected), nil
 }
 
+// Adopt registers a tree an earlier run of the agent held, under the id of
+// the action that held it, so that it can be thawed and released.
+func (e *Engine) Adopt(id string, h Held) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.held == nil {
+		e.held = map[string]*hold{}
+	}
+	e.held[id] = &hold{id: id, held: h}
+}
+
 // Held lists what the engine holds, by action id.
 func (e *Engine) Held() map[string][]int {
 	e.mu.Lock()

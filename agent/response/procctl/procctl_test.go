@@ -484,3 +484,50 @@ func TestParseStat(t *testing.T) {
 		t.Error("short stat accepted")
 	}
 }
+
+// TestAdoptAfterRestart: an agent started again finds the tree an earlier
+// run froze and releases it to where it came from.
+func TestAdoptAfterRestart(t *testing.T) {
+	q := newQuarantine(t)
+	q.StateDir = t.TempDir()
+	cg := testutil.NewCgroup(t)
+	cs := startCounters(t, true, cg.Dir)
+	orig := cs[0].cgroup(t)
+	if _, err := q.Freeze(uint32(cs[0].pid), cs[0].start, "act-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(q.StateDir, "act-1.json")); err != nil {
+		t.Fatalf("no record of the held tree: %v", err)
+	}
+	// A stale record of a leaf that is gone is dropped on adoption.
+	if err := os.WriteFile(filepath.Join(q.StateDir, "gone.json"), []byte(`{"name":"gone"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewQuarantine(q.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.StateDir = q.StateDir
+	held, err := again.Adopt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 1 || held[0].Name() != "act-1" || !slices.Equal(held[0].PIDs(), pidsOf(cs)) {
+		t.Fatalf("adopted %d trees (%v), want act-1 holding %v", len(held), held, pidsOf(cs))
+	}
+	stopped(t, cs, 200*time.Millisecond)
+	if err := held[0].Release(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if got := c.cgroup(t); got != orig {
+			t.Errorf("released process %d in %s, want %s", c.pid, got, orig)
+		}
+	}
+	running(t, cs)
+	for _, f := range []string{"act-1.json", "gone.json"} {
+		if _, err := os.Stat(filepath.Join(q.StateDir, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("record %s after release: %v, want it removed", f, err)
+		}
+	}
+}

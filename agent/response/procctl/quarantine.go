@@ -35,6 +35,9 @@ var ErrReleased = errors.New("quarantine cgroup released")
 type Quarantine struct {
 	// Timeout bounds each wait for the kernel (0: DefaultTimeout).
 	Timeout time.Duration
+	// StateDir, when set, keeps a record of each held tree, so that an
+	// agent started again can Adopt and release them.
+	StateDir string
 
 	root  string // the quarantine cgroup's directory
 	mount string // where the cgroup v2 hierarchy is mounted
@@ -166,6 +169,12 @@ func (q *Quarantine) Freeze(pid uint32, startTime uint64, name string) (*Held, e
 	// Freeze the leaf and wait for the kernel to say it is.
 	if err := h.setFrozen(true); err != nil {
 		return fail(fmt.Errorf("freeze %d: %w", pid, err))
+	}
+	h.mu.Lock()
+	err = h.saveLocked()
+	h.mu.Unlock()
+	if err != nil {
+		return fail(err)
 	}
 	return h, nil
 }
@@ -413,6 +422,8 @@ func (h *Held) Release() error {
 	if len(errs) == 0 {
 		if err := h.removeLeafLocked(); err != nil {
 			errs = append(errs, err)
+		} else {
+			h.forgetLocked()
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
