@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -235,6 +237,78 @@ func (s *stack) subscribe(t *testing.T, after uint64) *subscriber {
 	return sub
 }
 
+// streamLog keeps, in arrival order, what the incident revisions of a
+// subscriber yield, so that steps running at the same time can each wait
+// for their own entry, whenever it came.
+type streamLog[T any] struct {
+	mu  sync.Mutex
+	got []T
+	err error // why the stream ended, once it has
+}
+
+// drain starts draining sub into l; entries says what is kept of each
+// revision (it runs on the draining goroutine alone).
+func (l *streamLog[T]) drain(sub *subscriber, entries func(*vigilv1.Incident) []T) {
+	go func() {
+		for inc := range sub.incidents {
+			kept := entries(inc)
+			l.mu.Lock()
+			l.got = append(l.got, kept...)
+			l.mu.Unlock()
+		}
+		err := <-sub.done
+		l.mu.Lock()
+		l.err = err
+		l.mu.Unlock()
+	}()
+}
+
+// await waits up to limit for the first entry received (since the stream
+// began) that match accepts. It fails the test when the stream ends first,
+// or when time runs out, with what was received as missing says it.
+func (l *streamLog[T]) await(t *testing.T, limit time.Duration, what string, match func(T) bool, missing func() string) T {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	next := 0
+	for {
+		l.mu.Lock()
+		for ; next < len(l.got); next++ {
+			if v := l.got[next]; match(v) {
+				l.mu.Unlock()
+				return v
+			}
+		}
+		err := l.err
+		l.mu.Unlock()
+		if err != nil {
+			t.Fatalf("stream ended while waiting for %s: %v", what, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s%s", what, limit, missing())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// snapshot returns the entries received so far.
+func (l *streamLog[T]) snapshot() []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.got)
+}
+
+// incidentLog keeps every incident revision a subscriber receives.
+type incidentLog struct {
+	streamLog[*vigilv1.Incident]
+}
+
+// collectIncidents drains sub into a new incidentLog.
+func collectIncidents(sub *subscriber) *incidentLog {
+	l := &incidentLog{}
+	l.drain(sub, func(inc *vigilv1.Incident) []*vigilv1.Incident { return []*vigilv1.Incident{inc} })
+	return l
+}
+
 // next waits up to limit for the next incident that match accepts and
 // returns it with every incident that came before it.
 func (sub *subscriber) next(t *testing.T, limit time.Duration, what string, match func(*vigilv1.Incident) bool) (*vigilv1.Incident, []*vigilv1.Incident) {
@@ -270,6 +344,22 @@ func run(t *testing.T, cmd *exec.Cmd) int {
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Wait()
+	return pid
+}
+
+// runCmdOK runs cmd, fails the test unless it exits 0 (with its output),
+// and returns its pid.
+func runCmdOK(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	pid := cmd.Process.Pid
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out.String())
+	}
 	return pid
 }
 

@@ -12,22 +12,20 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/vigil-sensor/vigil/agent/daemon"
 	"github.com/vigil-sensor/vigil/agent/response/procctl"
+	"github.com/vigil-sensor/vigil/internal/netnstest"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
@@ -92,59 +90,17 @@ func netClient(in io.Reader, out io.Writer) int {
 	return 0
 }
 
-// incidentLog keeps every incident revision a subscriber receives.
-type incidentLog struct {
-	mu  sync.Mutex
-	got []*vigilv1.Incident
-	err error
-}
-
-// collectIncidents drains sub into a new incidentLog.
-func collectIncidents(sub *subscriber) *incidentLog {
-	l := &incidentLog{}
-	go func() {
-		for inc := range sub.incidents {
-			l.mu.Lock()
-			l.got = append(l.got, inc)
-			l.mu.Unlock()
-		}
-		err := <-sub.done
-		l.mu.Lock()
-		l.err = err
-		l.mu.Unlock()
-	}()
-	return l
-}
-
 // await waits up to limit for the first revision received (since the
 // stream began) that match accepts.
 func (l *incidentLog) await(t *testing.T, limit time.Duration, what string, match func(*vigilv1.Incident) bool) *vigilv1.Incident {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	next := 0
-	for {
-		l.mu.Lock()
-		for ; next < len(l.got); next++ {
-			if inc := l.got[next]; match(inc) {
-				l.mu.Unlock()
-				return inc
-			}
+	return l.streamLog.await(t, limit, what, match, func() string {
+		got := l.snapshot()
+		for _, inc := range got[max(0, len(got)-3):] {
+			t.Logf("received (one of the last three): %s", protojson.Format(inc))
 		}
-		err := l.err
-		l.mu.Unlock()
-		if err != nil {
-			t.Fatalf("stream ended while waiting for %s: %v", what, err)
-		}
-		if time.Now().After(deadline) {
-			l.mu.Lock()
-			for _, inc := range l.got[max(0, len(l.got)-3):] {
-				t.Logf("received (one of the last three): %s", protojson.Format(inc))
-			}
-			l.mu.Unlock()
-			t.Fatalf("no %s within %s", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // recordOf returns the last action record of inc that match accepts, or nil.
@@ -185,108 +141,21 @@ type peer struct {
 	link string
 }
 
-// inNetns runs f on a thread in ns and returns its result. The thread is
-// never unlocked: it ends with the goroutine and never carries the
-// namespace elsewhere.
-func inNetns[T any](ns netns.NsHandle, f func() (T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			ch <- result{err: fmt.Errorf("enter netns: %w", err)}
-			return
-		}
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	r := <-ch
-	return r.v, r.err
-}
-
 // newPeer makes a namespace and a veth pair, link on this host and eth0 in
 // the namespace; t.Cleanup deletes the pair and closes the namespace.
 func newPeer(t *testing.T, link string, host, addr netip.Addr) *peer {
 	t.Helper()
-	p := &peer{addr: addr, host: host, link: link}
-	ch := make(chan netns.NsHandle, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies in the namespace
-		ns, err := netns.New()
-		if err != nil {
-			errc <- err
-			return
-		}
-		ch <- ns
-	}()
-	select {
-	case p.ns = <-ch:
-	case err := <-errc:
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { p.ns.Close() })
-
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: link}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(p.ns))}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth %s: %v", link, err)
-	}
-	t.Cleanup(func() {
-		if l, err := netlink.LinkByName(link); err == nil {
-			if err := netlink.LinkDel(l); err != nil {
-				t.Errorf("delete veth %s: %v", link, err)
-			}
-		}
-	})
-	ipnet := func(a netip.Addr) *netlink.Addr {
-		return &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(24, 32)}}
-	}
-	l, err := netlink.LinkByName(link)
-	if err == nil {
-		err = netlink.AddrAdd(l, ipnet(host))
-	}
-	if err == nil {
-		err = netlink.LinkSetUp(l)
-	}
-	if err != nil {
-		t.Fatalf("host side %s: %v", link, err)
-	}
-	h, err := netlink.NewHandleAt(p.ns)
-	if err != nil {
-		t.Fatalf("netlink handle: %v", err)
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	inner, ierr := h.LinkByName("eth0")
-	err = errors.Join(err, ierr)
-	if ierr == nil {
-		err = errors.Join(err, h.AddrAdd(inner, ipnet(addr)), h.LinkSetUp(inner))
-	}
-	if err == nil {
-		err = h.RouteAdd(&netlink.Route{Gw: host.AsSlice()})
-	}
-	if err != nil {
-		t.Fatalf("namespace side of %s: %v", link, err)
-	}
+	p := &peer{ns: netnstest.New(t), addr: addr, host: host, link: link}
+	netnstest.Veth(t, netnstest.Here, link, p.ns, "eth0")
+	netnstest.Configure(t, netnstest.Here, link, netip.PrefixFrom(host, 24))
+	netnstest.Configure(t, p.ns, "eth0", netip.PrefixFrom(addr, 24))
+	netnstest.DefaultRoute(t, p.ns, host)
 	return p
 }
 
 // dial connects from the peer's namespace to to within timeout.
 func (p *peer) dial(to netip.AddrPort, timeout time.Duration) error {
-	_, err := inNetns(p.ns, func() (struct{}, error) {
-		c, err := net.DialTimeout("tcp", to.String(), timeout)
-		if err == nil {
-			c.Close()
-		}
-		return struct{}{}, err
-	})
-	return err
+	return netnstest.DialFrom(p.ns, to, timeout)
 }
 
 // mustReach fails the test unless the peer connects to to.
@@ -305,36 +174,9 @@ const blockedDial = 500 * time.Millisecond
 func (p *peer) mustNotReach(t *testing.T, what string, to netip.AddrPort) {
 	t.Helper()
 	err := p.dial(to, blockedDial)
-	var nerr net.Error
-	if err == nil || !errors.As(err, &nerr) || !nerr.Timeout() {
+	if err == nil || !netnstest.TimedOut(err) {
 		t.Fatalf("%s: %s connecting to %s: %v, want a timeout", what, p.addr, to, err)
 	}
-}
-
-// serveTCP accepts and closes connections on addr (echoing what it reads
-// when echo is set) until the test ends, and returns its address.
-func serveTCP(t *testing.T, addr string, echo bool) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if echo {
-					_, _ = io.Copy(c, c)
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
 // respEnv is the response tests' stack and what was made for it.
@@ -741,7 +583,7 @@ func (e *respEnv) testFreeze(t *testing.T) {
 // again once the block expires by itself; then blocks it for the agent's
 // response.block_ttl and lifts the block.
 func (e *respEnv) testBlock(t *testing.T) {
-	ln := serveTCP(t, net.JoinHostPort(e.a.host.String(), "0"), false)
+	ln := netnstest.Serve(t, netnstest.Here, net.JoinHostPort(e.a.host.String(), "0"), false)
 	e.a.mustReach(t, "before the block", ln)
 	e.c.mustReach(t, "before the block", ln)
 
@@ -820,7 +662,7 @@ func (e *respEnv) testSafety(t *testing.T) {
 // testIsolation isolates the host: neither namespace reaches the listener,
 // the agent still gets an incident to its server; release-host undoes it.
 func (e *respEnv) testIsolation(t *testing.T) {
-	ln := serveTCP(t, net.JoinHostPort(e.a.host.String(), "0"), false)
+	ln := netnstest.Serve(t, netnstest.Here, net.JoinHostPort(e.a.host.String(), "0"), false)
 	e.a.mustReach(t, "before isolation", ln)
 	e.c.mustReach(t, "before isolation", ln)
 
@@ -890,7 +732,7 @@ func (e *respEnv) testQuarantine(t *testing.T) {
 		t.Fatal(err)
 	}
 	prog := e.copyProgram(t, self, "vnc"+randomHex(4))
-	ln := serveTCP(t, "127.0.0.1:0", true)
+	ln := netnstest.Serve(t, netnstest.Here, "127.0.0.1:0", true)
 	inside, outside := e.startNetClient(t, prog), e.startNetClient(t, prog)
 	var local string
 	for _, p := range []*netClientProc{inside, outside} {

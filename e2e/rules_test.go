@@ -943,20 +943,6 @@ func runOK(t *testing.T, name string, args ...string) int {
 	return runCmdOK(t, exec.Command(name, args...))
 }
 
-func runCmdOK(t *testing.T, cmd *exec.Cmd) int {
-	t.Helper()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
-	}
-	pid := cmd.Process.Pid
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out.String())
-	}
-	return pid
-}
-
 // startKilled starts cmd and kills it (if it still runs) when the test ends.
 func startKilled(t *testing.T, cmd *exec.Cmd) *os.Process {
 	t.Helper()
@@ -1069,10 +1055,7 @@ func rootDevice(t *testing.T) string {
 // subscriber receives, in the order they arrive, so that an action finds
 // its signal wherever and whenever it came.
 type signalLog struct {
-	mu   sync.Mutex
-	seen map[string]bool
-	got  []loggedSignal
-	err  error // why the stream ended, once it has
+	streamLog[loggedSignal]
 }
 
 // loggedSignal is a signal and the first revision that held it.
@@ -1083,58 +1066,29 @@ type loggedSignal struct {
 
 // collectSignals drains sub into a new signalLog.
 func collectSignals(sub *subscriber) *signalLog {
-	l := &signalLog{seen: map[string]bool{}}
-	go func() {
-		for inc := range sub.incidents {
-			l.mu.Lock()
-			for _, sig := range inc.GetSignals() {
-				key := fmt.Sprintf("%s|%d|%s|%s|%d", sig.GetRuleId(), sig.GetPid(), sig.GetRemoteHost(), sig.GetObject(), sig.GetTime().AsTime().UnixNano())
-				if !l.seen[key] {
-					l.seen[key] = true
-					l.got = append(l.got, loggedSignal{inc, sig})
-				}
+	l := &signalLog{}
+	seen := map[string]bool{}
+	l.drain(sub, func(inc *vigilv1.Incident) []loggedSignal {
+		var fresh []loggedSignal
+		for _, sig := range inc.GetSignals() {
+			key := fmt.Sprintf("%s|%d|%s|%s|%d", sig.GetRuleId(), sig.GetPid(), sig.GetRemoteHost(), sig.GetObject(), sig.GetTime().AsTime().UnixNano())
+			if !seen[key] {
+				seen[key] = true
+				fresh = append(fresh, loggedSignal{inc, sig})
 			}
-			l.mu.Unlock()
 		}
-		err := <-sub.done
-		l.mu.Lock()
-		l.err = err
-		l.mu.Unlock()
-	}()
+		return fresh
+	})
 	return l
 }
 
 // await waits up to limit for a signal match accepts.
 func (l *signalLog) await(t *testing.T, limit time.Duration, what string, match func(*vigilv1.Signal) bool) *vigilv1.Signal {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	next := 0
-	for {
-		l.mu.Lock()
-		for ; next < len(l.got); next++ {
-			if sig := l.got[next].sig; match(sig) {
-				l.mu.Unlock()
-				return sig
-			}
-		}
-		err := l.err
-		l.mu.Unlock()
-		if err != nil {
-			t.Fatalf("stream ended while waiting for %s: %v", what, err)
-		}
-		if time.Now().After(deadline) {
-			rule, _, _ := strings.Cut(what, " ")
-			t.Fatalf("no %s within %s; signals of %s received: %s", what, limit, rule, l.describe(func(s *vigilv1.Signal) bool { return s.GetRuleId() == rule }))
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-// snapshot returns the signals received so far.
-func (l *signalLog) snapshot() []loggedSignal {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.got)
+	return l.streamLog.await(t, limit, what, func(g loggedSignal) bool { return match(g.sig) }, func() string {
+		rule, _, _ := strings.Cut(what, " ")
+		return fmt.Sprintf("; signals of %s received: %s", rule, l.describe(func(s *vigilv1.Signal) bool { return s.GetRuleId() == rule }))
+	}).sig
 }
 
 // describe lists the signals received that keep accepts.
@@ -1333,7 +1287,6 @@ type ruleSSHD struct {
 // startRuleSSHD starts the sshd allowing users, and stops it when the test ends.
 func startRuleSSHD(t *testing.T, users ...string) *ruleSSHD {
 	t.Helper()
-	sshtest.RequireTool(t, "/usr/sbin/sshd", "openssh-server")
 	sshtest.RequireTool(t, "/usr/bin/sshpass", "sshpass")
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -1343,66 +1296,8 @@ func startRuleSSHD(t *testing.T, users ...string) *ruleSSHD {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	// sshd's privilege separation directory (made by systemd-tmpfiles on a booted system).
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	hostKey := filepath.Join(dir, "host_ed25519")
-	sshtest.Run(t, "", "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &ruleSSHD{port: ln.Addr().(*net.TCPAddr).Port, dir: dir}
-	ln.Close()
-	conf := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
-HostKey %s
-PidFile %s
-UsePAM yes
-PasswordAuthentication yes
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-AuthorizedKeysFile .ssh/authorized_keys %s/%%u.keys
-PermitRootLogin prohibit-password
-AllowUsers %s
-StrictModes no
-UseDNS no
-MaxAuthTries 10
-MaxStartups 100
-LogLevel VERBOSE
-`, d.port, hostKey, filepath.Join(dir, "sshd.pid"), dir, strings.Join(users, " "))
-	cfg := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", logs.String())
-		}
-	})
-	waitFor(t, 10*time.Second, "sshd to listen", func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", d.port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	return d
+	port, _ := sshtest.StartSSHDWith(t, sshtest.SSHDOptions{Dir: dir, Users: users, Keys: true, RootByKey: true, MaxStartups: 100})
+	return &ruleSSHD{port: port, dir: dir}
 }
 
 // authorize makes a key pair and authorizes it for user in the sshd's own

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,52 +19,10 @@ import (
 	"github.com/vigil-sensor/vigil/server/render"
 )
 
-// revisions records every incident revision a subscriber receives, so that
-// steps running at the same time can each wait for their own signal.
-type revisions struct {
-	mu   sync.Mutex
-	incs []*vigilv1.Incident
-	err  error // why the stream ended, once it has
-}
-
-// record drains sub into a new revisions.
-func record(sub *subscriber) *revisions {
-	r := &revisions{}
-	go func() {
-		for inc := range sub.incidents {
-			r.mu.Lock()
-			r.incs = append(r.incs, inc)
-			r.mu.Unlock()
-		}
-		err := <-sub.done
-		r.mu.Lock()
-		r.err = err
-		r.mu.Unlock()
-	}()
-	return r
-}
-
-// find returns the first revision received that holds a signal match
-// accepts, with that signal, or nil.
-func (r *revisions) find(match func(*vigilv1.Incident, *vigilv1.Signal) bool) (*vigilv1.Incident, *vigilv1.Signal) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, inc := range r.incs {
-		for _, sig := range inc.GetSignals() {
-			if match(inc, sig) {
-				return inc, sig
-			}
-		}
-	}
-	return nil, nil
-}
-
 // latest returns the newest revision received of incident id, or nil.
-func (r *revisions) latest(id string) *vigilv1.Incident {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (l *incidentLog) latest(id string) *vigilv1.Incident {
 	var last *vigilv1.Incident
-	for _, inc := range r.incs {
+	for _, inc := range l.snapshot() {
 		if inc.GetId() == id && inc.GetRevision() >= last.GetRevision() {
 			last = inc
 		}
@@ -75,33 +32,28 @@ func (r *revisions) latest(id string) *vigilv1.Incident {
 
 // wait waits up to limit for a signal match accepts and returns the first
 // revision holding one, with the signal.
-func (r *revisions) wait(t *testing.T, limit time.Duration, what string, match func(*vigilv1.Incident, *vigilv1.Signal) bool) (*vigilv1.Incident, *vigilv1.Signal) {
+func (l *incidentLog) wait(t *testing.T, limit time.Duration, what string, match func(*vigilv1.Incident, *vigilv1.Signal) bool) (*vigilv1.Incident, *vigilv1.Signal) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if inc, sig := r.find(match); inc != nil {
-			return inc, sig
+	var found *vigilv1.Signal
+	inc := l.streamLog.await(t, limit, what, func(inc *vigilv1.Incident) bool {
+		for _, sig := range inc.GetSignals() {
+			if match(inc, sig) {
+				found = sig
+				return true
+			}
 		}
-		r.mu.Lock()
-		err, n := r.err, len(r.incs)
-		r.mu.Unlock()
-		if err != nil {
-			t.Fatalf("stream ended while waiting for %s: %v", what, err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s (%d revisions received; their signals: %s)", what, limit, n, r.summary())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	}, func() string {
+		return fmt.Sprintf(" (%d revisions received; their signals: %s)", len(l.snapshot()), l.summary())
+	})
+	return inc, found
 }
 
 // summary lists the distinct signals received, for failure messages.
-func (r *revisions) summary() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (l *incidentLog) summary() string {
 	seen := map[string]bool{}
 	var out []string
-	for _, inc := range r.incs {
+	for _, inc := range l.snapshot() {
 		for _, sig := range inc.GetSignals() {
 			s := fmt.Sprintf("%s[%s] pid %d %s %s", sig.GetRuleId(), sig.GetAttack().GetTechniqueId(), sig.GetPid(), sig.GetExe(), sig.GetRemoteHost())
 			if !seen[s] {
@@ -129,22 +81,6 @@ func loginTechnique(id, addr, user string) func(*vigilv1.Incident, *vigilv1.Sign
 	}
 }
 
-// mustRun runs a command, fails the test unless it exits 0, and returns
-// its pid.
-func mustRun(t *testing.T, cmd *exec.Cmd) int {
-	t.Helper()
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
-	}
-	pid := cmd.Process.Pid
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out.String())
-	}
-	return pid
-}
-
 // artName is a throwaway name for what a step creates: vigil-art and 8 hex digits.
 func artName(t *testing.T) string {
 	return "vigil-art" + sshtest.RandomHex(t, 4)
@@ -158,7 +94,7 @@ func artName(t *testing.T) string {
 func TestAtomicScenario(t *testing.T) {
 	start := time.Now()
 	s := startStack(t)
-	revs := record(s.subscribe(t, 0))
+	revs := collectIncidents(s.subscribe(t, 0))
 	u := sshtest.CreateUser(t)
 	port, _ := sshtest.StartSSHD(t, u)
 	const limit = 10 * time.Second
@@ -242,7 +178,7 @@ func TestAtomicScenario(t *testing.T) {
 
 // hostSteps runs the scenario's steps on the host itself, as root, one
 // after the other, each with the signal it must yield.
-func hostSteps(t *testing.T, revs *revisions, u *sshtest.TestUser, limit time.Duration) {
+func hostSteps(t *testing.T, revs *incidentLog, u *sshtest.TestUser, limit time.Duration) {
 	t.Run("T1003.008-shadow-copy", func(t *testing.T) {
 		// A file only root can read, which the shell empties and fills.
 		f, err := os.CreateTemp("/tmp", "vigil-art-")
@@ -251,7 +187,7 @@ func hostSteps(t *testing.T, revs *revisions, u *sshtest.TestUser, limit time.Du
 		}
 		f.Close()
 		t.Cleanup(func() { os.Remove(f.Name()) })
-		pid := mustRun(t, exec.Command("/bin/sh", "-c", `exec cat /etc/shadow > "$1"`, "sh", f.Name()))
+		pid := runCmdOK(t, exec.Command("/bin/sh", "-c", `exec cat /etc/shadow > "$1"`, "sh", f.Name()))
 		_, sig := revs.wait(t, limit, "T1003.008 signal of cat", technique("T1003.008", pid))
 		if sig.GetExe() != resolve(t, "/bin/cat") {
 			t.Errorf("T1003.008 signal on %q, want cat", sig.GetExe())
@@ -268,8 +204,8 @@ func hostSteps(t *testing.T, revs *revisions, u *sshtest.TestUser, limit time.Du
 				t.Errorf("userdel %s: %v\n%s", name, err, out)
 			}
 		})
-		pid := mustRun(t, exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name))
-		mustRun(t, exec.Command("userdel", name))
+		pid := runCmdOK(t, exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name))
+		runCmdOK(t, exec.Command("userdel", name))
 		_, sig := revs.wait(t, limit, "T1136.001 signal of useradd", technique("T1136.001", pid))
 		if !strings.Contains(sig.GetReason(), name) {
 			t.Errorf("T1136.001 reason %q does not name %s", sig.GetReason(), name)
@@ -284,8 +220,8 @@ func hostSteps(t *testing.T, revs *revisions, u *sshtest.TestUser, limit time.Du
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		file := filepath.Join(dir, "true")
-		mustRun(t, exec.Command("cp", "/bin/true", file))
-		pid := mustRun(t, exec.Command("chmod", "u+s", file))
+		runCmdOK(t, exec.Command("cp", "/bin/true", file))
+		pid := runCmdOK(t, exec.Command("chmod", "u+s", file))
 		_, sig := revs.wait(t, limit, "T1548.001 signal of chmod", technique("T1548.001", pid))
 		if sig.GetObject() != file {
 			t.Errorf("T1548.001 signal about %q, want %s", sig.GetObject(), file)
@@ -300,7 +236,7 @@ func hostSteps(t *testing.T, revs *revisions, u *sshtest.TestUser, limit time.Du
 			}
 		})
 		// The shell opens the file itself for the redirection.
-		pid := mustRun(t, exec.Command("/bin/sh", "-c", `echo '@yearly root /bin/true' > "$1"`, "sh", file))
+		pid := runCmdOK(t, exec.Command("/bin/sh", "-c", `echo '@yearly root /bin/true' > "$1"`, "sh", file))
 		_, sig := revs.wait(t, limit, "T1053.003 signal of sh", technique("T1053.003", pid))
 		if sig.GetObject() != file {
 			t.Errorf("T1053.003 signal about %q, want %s", sig.GetObject(), file)
@@ -326,7 +262,7 @@ func hostSteps(t *testing.T, revs *revisions, u *sshtest.TestUser, limit time.Du
 		rm := exec.Command("rm", history)
 		rm.Dir = "/"
 		rm.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID}}
-		pid := mustRun(t, rm)
+		pid := runCmdOK(t, rm)
 		_, sig := revs.wait(t, limit, "T1070.003 signal of rm", technique("T1070.003", pid))
 		if sig.GetObject() != history {
 			t.Errorf("T1070.003 signal about %q, want %s", sig.GetObject(), history)

@@ -87,12 +87,41 @@ func RequireTool(t *testing.T, path, pkg string) {
 }
 
 // StartSSHD runs a private sshd on a free loopback port with its own
-// configuration and host key, allowing only user u. It returns the port
-// and the sshd process.
+// configuration and host key, allowing only user u to log in, by password.
+// It returns the port and the sshd process.
 func StartSSHD(t *testing.T, u *TestUser) (int, *os.Process) {
 	t.Helper()
+	return StartSSHDWith(t, SSHDOptions{Users: []string{u.Name}})
+}
+
+// SSHDOptions says what StartSSHDWith's sshd allows beyond password
+// logins of Users.
+type SSHDOptions struct {
+	// Dir holds the configuration, host key and pid file, and with Keys
+	// the authorized keys; "" is a directory of the test's own.
+	Dir string
+	// Users are the login names allowed.
+	Users []string
+	// Keys allows public key logins too, with the keys of user USER read
+	// from Dir/USER.keys as well as from ~/.ssh/authorized_keys.
+	Keys bool
+	// RootByKey lets root log in, by key only (with Keys and root in Users).
+	RootByKey bool
+	// MaxStartups is how many unauthenticated connections sshd takes at
+	// once; 0 is 20.
+	MaxStartups int
+}
+
+// StartSSHDWith runs a private sshd on a free port of 127.0.0.1 with its
+// own configuration and host key, as opts says, and stops it when the
+// test ends. It returns the port and the sshd process.
+func StartSSHDWith(t *testing.T, opts SSHDOptions) (int, *os.Process) {
+	t.Helper()
 	RequireTool(t, "/usr/sbin/sshd", "openssh-server")
-	dir := t.TempDir()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	key := filepath.Join(dir, "host_ed25519")
 	Run(t, "", "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
 	// sshd's privilege separation directory (made by systemd-tmpfiles on a booted system).
@@ -105,6 +134,16 @@ func StartSSHD(t *testing.T, u *TestUser) (int, *os.Process) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	pubkey, keysFile, rootLogin, maxStartups := "no", "", "no", 20
+	if opts.Keys {
+		pubkey, keysFile = "yes", fmt.Sprintf("AuthorizedKeysFile .ssh/authorized_keys %s/%%u.keys\n", dir)
+	}
+	if opts.RootByKey {
+		rootLogin = "prohibit-password"
+	}
+	if opts.MaxStartups != 0 {
+		maxStartups = opts.MaxStartups
+	}
 	cfg := filepath.Join(dir, "sshd_config")
 	conf := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
 HostKey %s
@@ -112,15 +151,15 @@ PidFile %s
 UsePAM yes
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
-PubkeyAuthentication no
-PermitRootLogin no
+PubkeyAuthentication %s
+%sPermitRootLogin %s
 AllowUsers %s
 StrictModes no
 UseDNS no
 MaxAuthTries 10
-MaxStartups 20
+MaxStartups %d
 LogLevel VERBOSE
-`, port, key, filepath.Join(dir, "sshd.pid"), u.Name)
+`, port, key, filepath.Join(dir, "sshd.pid"), pubkey, keysFile, rootLogin, strings.Join(opts.Users, " "), maxStartups)
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/vigil-sensor/vigil/internal/netnstest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
@@ -17,7 +18,7 @@ import (
 func openIn(t *testing.T, ns netns.NsHandle, opts Options) *Guard {
 	t.Helper()
 	testutil.RequireRoot(t)
-	g := inNetns(t, ns, func() (*Guard, error) {
+	g := netnstest.In(t, ns, func() (*Guard, error) {
 		g, err := Open(opts)
 		if err != nil {
 			return nil, err
@@ -55,9 +56,9 @@ func blockLatency(t *testing.T, g *Guard, peer netip.Prefix, ttl time.Duration, 
 	start := make(chan struct{})
 	dialed := make(chan error, 1)
 	go func() {
-		_, err := tryNetns(from, func() (struct{}, error) {
+		_, err := netnstest.Do(from, func() (struct{}, error) {
 			<-start
-			return struct{}{}, dialHere(to, blockedDial)
+			return struct{}{}, netnstest.Dial(to, blockedDial)
 		})
 		dialed <- err
 	}()
@@ -124,7 +125,7 @@ func TestBlock(t *testing.T) {
 			}
 			blocked := time.Now()
 			mustNotConnect(t, "A blocked for 1s", s.a, toBfromA)
-			for dial(s.a, toBfromA, 100*time.Millisecond) != nil {
+			for netnstest.DialFrom(s.a, toBfromA, 100*time.Millisecond) != nil {
 				if time.Since(blocked) > 3*ttl {
 					t.Fatalf("A still blocked %s after a block of %s", time.Since(blocked), ttl)
 				}
@@ -253,7 +254,7 @@ func TestClsact(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	g := inNetns(t, s.b, func() (*Guard, error) {
+	g := netnstest.In(t, s.b, func() (*Guard, error) {
 		g, err := Open(Options{NoTCX: true})
 		if err != nil {
 			return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigil-sensor/vigil/internal/netnstest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
@@ -141,7 +142,7 @@ func startChild(t *testing.T, ns netns.NsHandle, cg *testutil.Cgroup, addr netip
 		t.Fatal(err)
 	}
 	// Started from a thread in ns, the child is born in ns.
-	inNetns(t, ns, func() (struct{}, error) { return struct{}{}, cmd.Start() })
+	netnstest.In(t, ns, func() (struct{}, error) { return struct{}{}, cmd.Start() })
 	t.Cleanup(func() {
 		in.Close()
 		_ = cmd.Process.Kill()
@@ -157,9 +158,9 @@ func startChild(t *testing.T, ns netns.NsHandle, cg *testutil.Cgroup, addr netip
 func TestQuarantine(t *testing.T) {
 	testutil.RequireRoot(t)
 	cg := testutil.NewCgroup(t)
-	ns := newNetns(t)
+	ns := netnstest.New(t)
 	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), listen(t, ns))
-	g := inNetns(t, ns, func() (*Guard, error) { return Open(Options{}) })
+	g := netnstest.In(t, ns, func() (*Guard, error) { return Open(Options{}) })
 	t.Cleanup(func() { g.Close() })
 
 	// Both children connect before the quarantine; one is in the cgroup.

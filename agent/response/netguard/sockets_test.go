@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/vigil-sensor/vigil/internal/netnstest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 )
 
@@ -41,20 +42,21 @@ func (c *child) addrs(t *testing.T) (local, remote netip.AddrPort) {
 func TestQuarantineProcesses(t *testing.T) {
 	testutil.RequireRoot(t)
 	t.Run("netns", func(t *testing.T) {
-		ns := newNetns(t)
+		ns := netnstest.New(t)
 		testQuarantineProcesses(t, ns, listen(t, ns))
 	})
 	t.Run("host", func(t *testing.T) {
 		// Loopback only: the test's namespace is the host's.
-		v4, v6 := listenOn(t, 0, "127.0.0.1:0"), listenOn(t, 0, "[::1]:0")
-		testQuarantineProcesses(t, 0, v4, v6)
+		v4 := netnstest.Serve(t, netnstest.Here, "127.0.0.1:0", true).Port()
+		v6 := netnstest.Serve(t, netnstest.Here, "[::1]:0", true).Port()
+		testQuarantineProcesses(t, netnstest.Here, v4, v6)
 	})
 }
 
 // testQuarantineProcesses runs TestQuarantineProcesses in ns against the
 // echo servers at ports of 127.0.0.1 and ::1 (one port: the same for both).
 func testQuarantineProcesses(t *testing.T, ns netns.NsHandle, ports ...uint16) {
-	g := inNetns(t, ns, func() (*Guard, error) { return Open(Options{}) })
+	g := netnstest.In(t, ns, func() (*Guard, error) { return Open(Options{}) })
 	t.Cleanup(func() { g.Close() })
 	for i, peer := range []string{"127.0.0.1", "::1"} {
 		port := ports[min(i, len(ports)-1)]

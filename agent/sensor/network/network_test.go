@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
+	"github.com/vigil-sensor/vigil/internal/netnstest"
 	"github.com/vigil-sensor/vigil/internal/sensortest"
 	"github.com/vigil-sensor/vigil/internal/testutil"
 	"golang.org/x/sys/unix"
@@ -104,7 +105,7 @@ func TestTCPConnectAcceptClose(t *testing.T) {
 // checks the connect, accept and both close events.
 func testTCP(t *testing.T, c *collector, p *pair, serverIP, clientIP netip.Addr) {
 	const toServer, toClient = 3000, 5000
-	ln := in(t, p.a, func() (net.Listener, error) {
+	ln := netnstest.In(t, p.a, func() (net.Listener, error) {
 		return net.Listen("tcp", netip.AddrPortFrom(serverIP, 0).String())
 	})
 	defer ln.Close()
@@ -132,7 +133,7 @@ func testTCP(t *testing.T, c *collector, p *pair, serverIP, clientIP netip.Addr)
 	}()
 
 	before := time.Now()
-	conn := in(t, p.b, func() (net.Conn, error) {
+	conn := netnstest.In(t, p.b, func() (net.Conn, error) {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: clientIP.AsSlice()}}
 		return d.Dial("tcp", server.String())
 	})
@@ -199,10 +200,10 @@ func TestTCPConnectRefused(t *testing.T) {
 	_, c := startSensor(t, Options{})
 	p := newPair(t)
 	// A port nothing listens on: the peer answers the SYN with a reset.
-	ln := in(t, p.a, func() (net.Listener, error) { return net.Listen("tcp", netip.AddrPortFrom(p.a4, 0).String()) })
+	ln := netnstest.In(t, p.a, func() (net.Listener, error) { return net.Listen("tcp", netip.AddrPortFrom(p.a4, 0).String()) })
 	server := addrPort(ln.Addr())
 	ln.Close()
-	dialErr := in(t, p.b, func() (error, error) {
+	dialErr := netnstest.In(t, p.b, func() (error, error) {
 		_, err := net.Dial("tcp", server.String())
 		return err, nil // a refusal is the expected result, not a setup failure
 	})
@@ -258,7 +259,7 @@ func TestUDPFlowsAndDNS(t *testing.T) {
 // the DNS query and response.
 func testDNS(t *testing.T, c *collector, p *pair, serverIP, clientIP netip.Addr) {
 	answer4, answer6 := netip.MustParseAddr("10.200.99.77"), netip.MustParseAddr("fd00::99:77")
-	resolver := in(t, p.a, func() (*net.UDPConn, error) {
+	resolver := netnstest.In(t, p.a, func() (*net.UDPConn, error) {
 		return net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP, 53)))
 	})
 	defer resolver.Close()
@@ -274,7 +275,7 @@ func testDNS(t *testing.T, c *collector, p *pair, serverIP, clientIP netip.Addr)
 		}
 	}()
 
-	conn := in(t, p.b, func() (*net.UDPConn, error) {
+	conn := netnstest.In(t, p.b, func() (*net.UDPConn, error) {
 		return net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(clientIP, 0)))
 	})
 	defer conn.Close()
@@ -320,7 +321,7 @@ func testDNS(t *testing.T, c *collector, p *pair, serverIP, clientIP netip.Addr)
 	}
 
 	// The second round trip reported no flow again: a fresh flow is the next UDP flow event.
-	marker := in(t, p.b, func() (*net.UDPConn, error) {
+	marker := netnstest.In(t, p.b, func() (*net.UDPConn, error) {
 		return net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(clientIP, 0)))
 	})
 	defer marker.Close()
