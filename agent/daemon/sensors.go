@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
+	"github.com/vigil-sensor/vigil/agent/response/netguard"
 	"github.com/vigil-sensor/vigil/agent/rules"
 	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/agent/sensor/file"
@@ -166,6 +167,7 @@ func Check(cfg *config.Config, configSource string, w io.Writer) error {
 		s.Close()
 	}
 	rulesOK := checkRules(cfg, w)
+	checkResponses(cfg, w)
 	if failed > 0 {
 		return fmt.Errorf("%d required sensor families did not load", failed)
 	}
@@ -214,4 +216,30 @@ func checkRules(cfg *config.Config, w io.Writer) bool {
 	}
 	fmt.Fprintf(w, "  %-10s %s; incidents stay open %s for related signals\n", "anomaly", anomaly, cfg.Detection.CorrelationWindow)
 	return true
+}
+
+// checkResponses prints the response mode and which response mechanisms
+// this host offers. None of them is required: an action whose mechanism is
+// missing fails with the reason.
+func checkResponses(cfg *config.Config, w io.Writer) {
+	modes := cfg.Response.Mode
+	if len(cfg.Response.Rules) > 0 {
+		modes += fmt.Sprintf(" (%d rules overridden)", len(cfg.Response.Rules))
+	}
+	fmt.Fprintf(w, "  %-10s mode %s\n", "responses", modes)
+	if g, err := netguard.Open(netguard.Options{Interfaces: cfg.Response.Interfaces}); err != nil {
+		fmt.Fprintf(w, "  %-10s network (block, isolate, quarantine) unavailable: %v\n", "", err)
+	} else {
+		where := strings.Join(cfg.Response.Interfaces, ", ")
+		if where == "" {
+			where = "every interface that is up, except lo"
+		}
+		fmt.Fprintf(w, "  %-10s network (block, isolate, quarantine) ready for %s\n", "", where)
+		g.Close()
+	}
+	if root, err := kernelfs.CgroupV2Root(); err != nil {
+		fmt.Fprintf(w, "  %-10s freeze unavailable: %v\n", "", err)
+	} else {
+		fmt.Fprintf(w, "  %-10s kill, freeze (cgroup v2 at %s) ready\n", "", root)
+	}
 }
