@@ -5,8 +5,10 @@
 #   scripts/install-deps.sh         Go toolchain and the tools the tests use
 #   scripts/install-deps.sh --test  also what the tests drive for real:
 #                                   openssh-server, sshpass, sudo, curl,
-#                                   python3, setcap and systemctl (services
-#                                   the packages bring are not started)
+#                                   python3, setcap, systemctl and the
+#                                   PostgreSQL server (services the packages
+#                                   bring are not started: the tests start
+#                                   their own sshd and PostgreSQL)
 #   scripts/install-deps.sh --dev   also clang, llvm, libbpf-dev, bpftool and
 #                                   protoc, to regenerate the BPF objects and
 #                                   protobuf code (make generate)
@@ -18,7 +20,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--dev) dev=true ;;
 	--test) test=true ;;
-	-h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option $arg (see --help)" ;;
 	esac
 done
@@ -27,7 +29,7 @@ done
 # Debian packages, installed only when missing.
 packages=(ca-certificates make git iproute2 procps)
 $dev && packages+=(clang llvm libbpf-dev bpftool protobuf-compiler)
-$test && packages+=(openssh-server sshpass sudo curl python3 libcap2-bin systemd)
+$test && packages+=(openssh-server sshpass sudo curl python3 libcap2-bin systemd postgresql)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,8 +37,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	say "installing ${missing[*]}"
 	apt-get update -qq
-	# Keep package scripts from starting services (openssh-server's ssh):
-	# the tests start their own private sshd.
+	# Keep package scripts from starting services (openssh-server's ssh,
+	# postgresql's cluster): the tests start their own private sshd and
+	# PostgreSQL (internal/sshtest, internal/pgtest).
 	policy=/usr/sbin/policy-rc.d
 	own_policy=false
 	if [ ! -e "$policy" ]; then

@@ -48,12 +48,19 @@ type Config struct {
 	// Record names a file that receives every event as a JSON line, for
 	// vigil-agent replay ("": no recording).
 	Record string
+	// MetricsListen is the address of the Prometheus /metrics endpoint,
+	// host:port ("": none).
+	MetricsListen string
 }
 
 // stats counts what the agent has seen.
 type stats struct {
 	events    atomic.Uint64
 	incidents atomic.Uint64
+	// families counts events per family (see familyCounts).
+	families familyCounts
+	// responses counts response records by result.
+	responses resultCounts
 }
 
 // Run runs the agent until ctx ends, then detaches everything and returns.
@@ -117,7 +124,10 @@ func Run(ctx context.Context, cfg Config) error {
 	debug.FreeOSMemory()
 
 	users := &hostinfo.Users{}
-	st := &stats{}
+	st := &stats{families: familyCounts{}}
+	for _, s := range sensors {
+		st.families[s.Name()] = &atomic.Uint64{}
+	}
 	client := &transport.Client{
 		Addr: cfg.Agent.Server,
 		Hello: &vigilv1.Hello{
@@ -202,6 +212,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	resp.results = &st.responses
+	stopMetrics, _, err := startMetrics(cfg.MetricsListen, &agentMetrics{
+		stats: st, lost: func() map[string]uint64 { return lostPerFamily(sensors) }, evalErrors: det.engine.EvalErrors,
+		pending: func() uint64 { return uint64(client.Stats().Pending) }, rss: residentBytes,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clientDone := make(chan error, 1)
@@ -211,7 +231,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// pipeline, which takes them one at a time.
 	readErrs := make(chan error, len(sensors))
 	for _, s := range sensors {
-		go func() { readErrs <- readLoop(ctx, s, p.handleLocked, log) }()
+		n := st.families[s.Name()]
+		go func() { readErrs <- readLoop(ctx, s, func(ev any) { n.Add(1); p.handleLocked(ev) }, log) }()
 	}
 	go det.watch(ctx, &p.mu)
 	go resp.run(ctx)

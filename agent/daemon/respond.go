@@ -39,6 +39,8 @@ type responder struct {
 	queue  chan queued
 	// record attaches a record to its incident (taking the pipeline's lock).
 	record func(incidentID string, rec *vigilv1.ActionRecord)
+	// results counts records by result, for the metrics (nil: not counted).
+	results *resultCounts
 
 	auditMu sync.Mutex
 	audit   *os.File
@@ -207,6 +209,9 @@ func (r *responder) do(req response.Request) *vigilv1.ActionRecord {
 func (r *responder) file(req response.Request, rec *vigilv1.ActionRecord) {
 	r.log.Info("response", "action", rec.GetAction(), "target", rec.GetTarget(), "result", rec.GetResult(),
 		"detail", rec.GetDetail(), "requester", rec.GetRequester(), "incident", req.IncidentID, "mode", rec.GetMode())
+	if r.results != nil {
+		r.results.add(rec.GetResult())
+	}
 	if b, err := protojson.Marshal(rec); err == nil {
 		r.auditMu.Lock()
 		_, werr := r.audit.Write(append(b, '\n'))

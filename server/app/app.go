@@ -1,6 +1,8 @@
-// Package app assembles a running Vigil server: the SQLite store, the
-// fleet registry, the gRPC handlers and the gRPC server. vigil-server runs
-// one; tests start one in-process with Start.
+// Package app assembles a running Vigil server: the store (SQLite or
+// PostgreSQL), the fleet registry, the gRPC handlers and the gRPC server
+// with its health and reflection services, the Prometheus metrics and the
+// OCSF file export.
+// vigil-server runs one; tests start one in-process with Start.
 package app
 
 import (
@@ -12,10 +14,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/api"
 	"github.com/vigil-sensor/vigil/server/fleet"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
+	"github.com/vigil-sensor/vigil/server/metrics"
 	"github.com/vigil-sensor/vigil/server/store"
 )
 
@@ -24,22 +32,34 @@ type Config struct {
 	// Listen is the TCP address to listen on, host:port. Port 0 picks a
 	// free port; read it back with Addr. Empty means grpcserver.DefaultAddr.
 	Listen string
-	// DBPath is the SQLite database file. Its directory is created when
-	// missing.
+	// DBPath is the SQLite database file, whose directory is created when
+	// missing, or a postgres:// or postgresql:// URL of a PostgreSQL
+	// database, which several servers may share.
 	DBPath string
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+	// MetricsListen is the TCP address of the Prometheus /metrics
+	// endpoint, host:port (port 0 picks one; read it with MetricsAddr).
+	// Empty means no metrics endpoint.
+	MetricsListen string
+	// ExportOCSF names a file that receives every stored incident (each
+	// revision) as one line of OCSF Detection Finding JSON, appended.
+	// Empty means no export.
+	ExportOCSF string
 }
 
 // Server is a running Vigil server.
 type Server struct {
-	store    *store.SQLite
+	store    store.Store
 	fleet    *fleet.Registry
 	services *api.Services
 	grpc     *grpcserver.Server
 	lis      net.Listener
 	log      *slog.Logger
 	served   chan error
+
+	observed *observedStore
+	metrics  *metrics.HTTPServer // nil without Config.MetricsListen
 }
 
 // Start opens the store, listens and serves in the background until
@@ -53,16 +73,7 @@ func Start(cfg Config) (*Server, error) {
 	if addr == "" {
 		addr = grpcserver.DefaultAddr
 	}
-	if cfg.DBPath == "" {
-		return nil, errors.New("start server: no database path")
-	}
-	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
-		return nil, fmt.Errorf("start server: create database directory: %w", err)
-	}
-	if fi, err := os.Stat(cfg.DBPath); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("start server: database path %s is a directory, want a file", cfg.DBPath)
-	}
-	st, err := store.OpenSQLite(cfg.DBPath)
+	st, err := openStore(cfg.DBPath)
 	if err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
 	}
@@ -71,26 +82,93 @@ func Start(cfg Config) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("start server: %w", err)
 	}
+	reg := fleet.New()
+	m := metrics.NewServer(reg)
 	s := &Server{
-		store:  st,
-		fleet:  fleet.New(),
-		grpc:   grpcserver.New(),
-		lis:    lis,
-		log:    log,
-		served: make(chan error, 1),
+		store:    st,
+		fleet:    reg,
+		grpc:     grpcserver.New(grpc.ChainStreamInterceptor(m.StreamInterceptor())),
+		lis:      lis,
+		log:      log,
+		served:   make(chan error, 1),
+		observed: &observedStore{Store: st, metrics: m, log: log},
 	}
-	s.services = api.New(st, s.fleet, log)
+	if err := s.startObservability(cfg, m); err != nil {
+		lis.Close()
+		st.Close()
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	s.services = api.New(s.observed, s.fleet, log)
 	s.services.Register(s.grpc.Registrar())
+	for _, name := range []string{vigilv1.IncidentService_ServiceDesc.ServiceName, vigilv1.AgentService_ServiceDesc.ServiceName} {
+		s.grpc.Health().SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
 	go func() { s.served <- s.grpc.Serve(lis) }()
 	return s, nil
+}
+
+// startObservability opens the OCSF export file and starts the metrics
+// endpoint, as configured.
+func (s *Server) startObservability(cfg Config, m *metrics.Server) error {
+	if cfg.ExportOCSF != "" {
+		f, err := openOCSF(cfg.ExportOCSF)
+		if err != nil {
+			return fmt.Errorf("open ocsf export file: %w", err)
+		}
+		s.observed.export = f
+	}
+	if cfg.MetricsListen != "" {
+		h, err := metrics.Serve(cfg.MetricsListen, m.Registry)
+		if err != nil {
+			if s.observed.export != nil {
+				s.observed.export.close()
+			}
+			return err
+		}
+		s.metrics = h
+	}
+	return nil
+}
+
+// MetricsAddr is the address of the /metrics endpoint, host:port, or ""
+// when there is none.
+func (s *Server) MetricsAddr() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return s.metrics.Addr()
+}
+
+// openTimeout bounds connecting to a PostgreSQL database at startup.
+const openTimeout = 30 * time.Second
+
+// openStore opens the PostgreSQL database when db is a postgres:// URL and
+// the SQLite file db otherwise, creating the file's directory.
+func openStore(db string) (store.Store, error) {
+	if db == "" {
+		return nil, errors.New("no database path")
+	}
+	if store.IsPostgresURL(db) {
+		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+		defer cancel()
+		return store.OpenPostgres(ctx, db)
+	}
+	if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+		return nil, fmt.Errorf("create database directory: %w", err)
+	}
+	if fi, err := os.Stat(db); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("database path %s is a directory, want a file", db)
+	}
+	return store.OpenSQLite(db)
 }
 
 // Addr is the address the server listens on, host:port, with the real
 // port when Config.Listen asked for port 0.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
-// Store is the server's store.
-func (s *Server) Store() store.Store { return s.store }
+// Store is the server's store, as the handlers use it: Puts through it
+// are counted in the metrics and exported.
+func (s *Server) Store() store.Store { return s.observed }
 
 // Fleet is the server's registry of agents.
 func (s *Server) Fleet() *fleet.Registry { return s.fleet }
@@ -100,10 +178,18 @@ func (s *Server) Fleet() *fleet.Registry { return s.fleet }
 func (s *Server) Served() <-chan error { return s.served }
 
 // Shutdown ends open streams, stops the gRPC server (waiting for running
-// calls until ctx ends, then closing connections) and closes the store.
+// calls until ctx ends, then closing connections), stops the metrics
+// endpoint and closes the export file and the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.services.Shutdown()
 	stopErr := s.grpc.Stop(ctx)
+	var metricsErr, exportErr error
+	if s.metrics != nil {
+		metricsErr = s.metrics.Shutdown(ctx)
+	}
+	if s.observed.export != nil {
+		exportErr = s.observed.export.close()
+	}
 	closeErr := s.store.Close()
-	return errors.Join(stopErr, closeErr)
+	return errors.Join(stopErr, metricsErr, exportErr, closeErr)
 }

@@ -60,6 +60,7 @@ Commands:
   incidents list   list stored incidents, newest first
   incidents tail   print incidents as they arrive, until Ctrl-C
   incidents show   show one incident with its process tree
+  incidents export write incidents as OCSF (or Vigil) JSON lines
 
 Flags:
   --server ADDR        address of vigil-server, host:port
@@ -84,6 +85,7 @@ Usage:
   vigilctl incidents list [--limit N] [--host ID] [--rule ID] [--min-severity LEVEL] [--json]
   vigilctl incidents tail [--after CURSOR] [--host ID] [--rule ID] [--min-severity LEVEL] [--json]
   vigilctl incidents show ID [--json]
+  vigilctl incidents export [--format ocsf|json] [--after-cursor N] [--follow]
 
 Run 'vigilctl incidents COMMAND --help' for details.
 
@@ -211,7 +213,7 @@ func (a *app) incidents(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents"
 	if len(args) == 0 {
 		fmt.Fprint(a.stderr, incidentsUsage)
-		return &usageError{cmd, "no incidents command given (list, tail or show)"}
+		return &usageError{cmd, "no incidents command given (list, tail, show or export)"}
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -223,8 +225,10 @@ func (a *app) incidents(ctx context.Context, args []string) error {
 		return a.tail(ctx, args[1:])
 	case "show", "get":
 		return a.show(ctx, args[1:])
+	case "export":
+		return a.export(ctx, args[1:])
 	default:
-		return &usageError{cmd, fmt.Sprintf("unknown incidents command %q (want list, tail or show)", args[0])}
+		return &usageError{cmd, fmt.Sprintf("unknown incidents command %q (want list, tail, show or export)", args[0])}
 	}
 }
 

@@ -160,11 +160,29 @@ func (a *app) tail(ctx context.Context, args []string) error {
 	if !*asJSON {
 		fmt.Fprintln(a.stdout, render.FeedHeader())
 	}
-	cursor := *after
+	emit := func(inc *vigilv1.Incident) error {
+		if *asJSON {
+			return render.JSONLine(a.stdout, inc)
+		}
+		_, err := fmt.Fprintln(a.stdout, render.Feed(inc))
+		return err
+	}
+	return a.followRetrying(ctx, client, filter, *after, 0, emit)
+}
+
+// followRetrying streams incidents after cursor to emit, reconnecting and
+// resuming after the last one emitted when a server that was up goes away,
+// until ctx ends, or, when until is not 0, until it has emitted the one at
+// cursor until or later.
+func (a *app) followRetrying(ctx context.Context, client vigilv1.IncidentServiceClient, filter *vigilv1.IncidentFilter,
+	cursor, until uint64, emit func(*vigilv1.Incident) error) error {
 	retry := minRetry
 	everUp := false
 	for {
-		up, err := a.follow(ctx, client, filter, &cursor, *asJSON)
+		up, err := a.follow(ctx, client, filter, &cursor, until, emit)
+		if errors.Is(err, errCaughtUp) {
+			return nil
+		}
 		if ctx.Err() != nil {
 			return nil // Ctrl-C
 		}
@@ -197,10 +215,20 @@ type writeError struct{ err error }
 
 func (e *writeError) Error() string { return e.err.Error() }
 
-// follow streams incidents after *cursor and prints them, advancing
-// *cursor, until the stream ends. up reports whether the stream was
-// established (the server answered) before it ended.
-func (a *app) follow(ctx context.Context, client vigilv1.IncidentServiceClient, filter *vigilv1.IncidentFilter, cursor *uint64, asJSON bool) (up bool, err error) {
+// errCaughtUp ends follow once it has emitted the incident at its until
+// cursor.
+var errCaughtUp = errors.New("caught up")
+
+// follow streams incidents after *cursor and emits them, advancing
+// *cursor, until the stream ends, or until it emitted the incident at
+// cursor until or later (until > 0; it then returns errCaughtUp). up
+// reports whether the stream was established (the server answered) before
+// it ended.
+func (a *app) follow(ctx context.Context, client vigilv1.IncidentServiceClient, filter *vigilv1.IncidentFilter,
+	cursor *uint64, until uint64, emit func(*vigilv1.Incident) error) (up bool, err error) {
+	if until > 0 && *cursor >= until {
+		return false, errCaughtUp
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := client.StreamIncidents(ctx, &vigilv1.StreamIncidentsRequest{Filter: filter, AfterCursor: *cursor})
@@ -227,14 +255,12 @@ func (a *app) follow(ctx context.Context, client vigilv1.IncidentServiceClient, 
 		if err != nil {
 			return true, err
 		}
-		if asJSON {
-			err = render.JSONLine(a.stdout, inc)
-		} else {
-			_, err = fmt.Fprintln(a.stdout, render.Feed(inc))
-		}
-		if err != nil {
+		if err := emit(inc); err != nil {
 			return true, &writeError{err}
 		}
 		*cursor = inc.GetCursor()
+		if until > 0 && *cursor >= until {
+			return true, errCaughtUp
+		}
 	}
 }

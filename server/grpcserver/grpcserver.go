@@ -1,6 +1,7 @@
 // Package grpcserver runs a gRPC server on a TCP listener: construction
-// with keepalive settings, serving and graceful stop. It knows nothing of
-// Vigil's services; package api provides those.
+// with keepalive settings, the standard health and reflection services,
+// serving and graceful stop. It knows nothing of Vigil's services; package
+// api provides those.
 package grpcserver
 
 import (
@@ -12,7 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 )
 
 // DefaultAddr is the address vigil-server listens on and vigilctl dials
@@ -47,11 +51,16 @@ func Listen(addr string) (net.Listener, error) {
 
 // Server is a gRPC server with Vigil's transport settings.
 type Server struct {
-	gs *grpc.Server
+	gs     *grpc.Server
+	health *health.Server
 }
 
-// New returns a server with keepalive settings and opts added to them.
-// Register services on Registrar before calling Serve.
+// New returns a server with keepalive settings and opts added to them. It
+// offers grpc.health.v1.Health, whose overall status ("") is SERVING from
+// the start (set the status of each service with Health), and server
+// reflection, so that tools such as grpcurl can list and describe every
+// service without the .proto files. Register services on Registrar before
+// calling Serve.
 func New(opts ...grpc.ServerOption) *Server {
 	base := []grpc.ServerOption{
 		grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -63,8 +72,16 @@ func New(opts ...grpc.ServerOption) *Server {
 			PermitWithoutStream: true,
 		}),
 	}
-	return &Server{gs: grpc.NewServer(append(base, opts...)...)}
+	s := &Server{gs: grpc.NewServer(append(base, opts...)...), health: health.NewServer()}
+	healthpb.RegisterHealthServer(s.gs, s.health)
+	reflection.Register(s.gs)
+	return s
 }
+
+// Health is the server's health service. Set a service's status with
+// SetServingStatus(name, status), name being the full service name such
+// as "vigil.v1.IncidentService".
+func (s *Server) Health() *health.Server { return s.health }
 
 // Registrar is where services are registered.
 func (s *Server) Registrar() grpc.ServiceRegistrar { return s.gs }
@@ -77,10 +94,11 @@ func (s *Server) Serve(lis net.Listener) error {
 	return nil
 }
 
-// Stop stops accepting connections and waits for running calls to finish;
-// when ctx ends first it closes every connection at once and returns
-// ctx's error.
+// Stop sets every health status to NOT_SERVING, stops accepting
+// connections and waits for running calls to finish; when ctx ends first
+// it closes every connection at once and returns ctx's error.
 func (s *Server) Stop(ctx context.Context) error {
+	s.health.Shutdown()
 	stopped := make(chan struct{})
 	go func() {
 		s.gs.GracefulStop()

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/vigil-sensor/vigil/server/grpcserver"
@@ -30,7 +29,6 @@ func TestListenAddressInUse(t *testing.T) {
 
 func TestServeAndStop(t *testing.T) {
 	srv := grpcserver.New()
-	healthpb.RegisterHealthServer(srv.Registrar(), health.NewServer())
 	lis, err := grpcserver.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

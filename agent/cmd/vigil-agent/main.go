@@ -82,6 +82,7 @@ func run() int {
 	check := fs.Bool("check", false, "load every sensor once, print which hooks attached and which are unavailable, and exit")
 	version := fs.Bool("version", false, "print the version and exit")
 	record := fs.String("record", "", "append every event to `file` as JSON lines, for vigil-agent replay")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`address`/metrics, host:port (default off)")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the run to `file` (for developers: go tool pprof)")
 	if err := parseFlags(fs, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -160,7 +161,7 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, daemon.Config{Agent: cfg, Logger: log, Record: *record}); err != nil {
+	if err := daemon.Run(ctx, daemon.Config{Agent: cfg, Logger: log, Record: *record, MetricsListen: *metricsAddr}); err != nil {
 		log.Error("vigil-agent failed", "error", err)
 		return 1
 	}

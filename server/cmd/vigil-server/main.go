@@ -1,5 +1,5 @@
 // Command vigil-server receives incidents from Vigil agents, stores them in
-// SQLite and serves them to vigilctl and other clients over gRPC.
+// SQLite or PostgreSQL and serves them to vigilctl and other clients over gRPC.
 // Run 'vigil-server --help' for usage.
 package main
 
@@ -18,13 +18,15 @@ import (
 
 	"github.com/vigil-sensor/vigil/server/app"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
+	"github.com/vigil-sensor/vigil/server/metrics"
+	"github.com/vigil-sensor/vigil/server/store"
 )
 
 // DefaultDB is where the database lives unless --db says otherwise.
 const DefaultDB = "/var/lib/vigil/server.db"
 
 const usage = `vigil-server receives incidents from Vigil agents, stores them in a SQLite
-database and serves them to vigilctl and other gRPC clients.
+or PostgreSQL database and serves them to vigilctl and other gRPC clients.
 
 Agents connect to AgentService.Connect and report incidents; the server
 stores each one once (by its id) and acknowledges it. Clients list, get and
@@ -32,7 +34,7 @@ follow incidents through IncidentService. The server runs until SIGTERM or
 SIGINT, then lets running calls finish for up to --shutdown-timeout.
 
 Usage:
-  vigil-server [--listen ADDR] [--db PATH] [--log-level LEVEL]
+  vigil-server [--listen ADDR] [--db PATH|URL] [--log-level LEVEL]
 
 Flags:
   --listen ADDR                 TCP address to listen on, host:port
@@ -41,14 +43,25 @@ Flags:
   --db PATH                     SQLite database file, created with its
                                 directory when missing
                                 (default /var/lib/vigil/server.db)
+  --db URL                      or a PostgreSQL database, as a
+                                postgres://USER:PASSWORD@HOST:PORT/DB URL
+                                (postgresql:// too; the tables are created
+                                when missing); several servers may share it
   --log-level LEVEL             debug, info, warn or error (default info);
                                 debug also logs every heartbeat and incident
   --shutdown-timeout DURATION   how long to wait for running calls on
                                 shutdown (default 10s)
+  --metrics ADDR                serve Prometheus metrics at
+                                http://ADDR/metrics (default 127.0.0.1:9470;
+                                "" turns the endpoint off)
+  --export-ocsf FILE            append every stored incident, each
+                                revision, to FILE as one line of OCSF 1.1
+                                Detection Finding JSON (default: no export)
   -h, --help                    show this help
 
 Example:
   vigil-server --listen 0.0.0.0:7470 --db /var/lib/vigil/server.db
+  vigil-server --listen 0.0.0.0:7470 --db postgres://vigil@db.example:5432/vigil
   vigilctl --server 127.0.0.1:7470 incidents tail
 `
 
@@ -68,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	db := fs.String("db", DefaultDB, "")
 	logLevel := fs.String("log-level", "info", "")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "")
+	metricsAddr := fs.String("metrics", metrics.DefaultAddr, "")
+	exportOCSF := fs.String("export-ocsf", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -84,12 +99,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := app.Start(app.Config{Listen: *listen, DBPath: *db, Logger: log})
+	cfg := app.Config{Listen: *listen, DBPath: *db, Logger: log}
+	cfg.MetricsListen, cfg.ExportOCSF = *metricsAddr, *exportOCSF
+	srv, err := app.Start(cfg)
 	if err != nil {
 		log.Error("vigil-server cannot start", "error", err)
 		return 1
 	}
-	log.Info("vigil-server started", "listen", srv.Addr(), "db", *db)
+	log.Info("vigil-server started", "listen", srv.Addr(), "db", store.RedactDSN(*db))
+	if a := srv.MetricsAddr(); a != "" {
+		log.Info("metrics served", "url", "http://"+a+"/metrics")
+	}
+	if *exportOCSF != "" {
+		log.Info("exporting incidents as OCSF", "file", *exportOCSF)
+	}
 
 	code := 0
 	select {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-sensor/vigil/internal/pgtest"
 	"github.com/vigil-sensor/vigil/server/cli"
 )
 
@@ -39,7 +40,7 @@ func server(t *testing.T, args ...string) *exec.Cmd {
 
 func TestStartServeAndStopOnSIGTERM(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "lib", "vigil", "server.db")
-	cmd := server(t, "--listen", "127.0.0.1:0", "--db", db)
+	cmd := server(t, "--listen", "127.0.0.1:0", "--db", db, "--metrics", "")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +108,10 @@ func TestStartErrors(t *testing.T) {
 			"listen on " + lis.Addr().String() + ": address already in use"},
 		{"db is a directory", []string{"--listen", "127.0.0.1:0", "--db", dir}, 1,
 			"database path " + dir + " is a directory"},
+		{"postgres unreachable", []string{"--listen", "127.0.0.1:0", "--db", "postgres://vigil:Secr3t-pw@127.0.0.1:1/vigil?connect_timeout=5"}, 1,
+			"start server: open postgres database vigil on 127.0.0.1:1: "},
+		{"postgres bad url", []string{"--listen", "127.0.0.1:0", "--db", "postgresql://vigil:Secr3t-pw@127.0.0.1:port/vigil"}, 1,
+			"start server: open postgres: cannot parse"},
 		{"bad log level", []string{"--log-level", "loud"}, 2,
 			"vigil-server: --log-level \"loud\": want debug, info, warn or error\nRun 'vigil-server --help' for usage.\n"},
 		{"bad flag", []string{"--port", "1"}, 2,
@@ -125,6 +130,47 @@ func TestStartErrors(t *testing.T) {
 		if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("%s: exit %d, stderr %q; want exit %d containing %q", tt.name, code, stderr.String(), tt.code, tt.want)
 		}
+		if strings.Contains(stderr.String(), "Secr3t") {
+			t.Errorf("%s: stderr shows the password: %q", tt.name, stderr.String())
+		}
+	}
+}
+
+// TestPostgresDB runs the server on a PostgreSQL database given by URL:
+// it starts, serves and names the database in its log without the
+// password.
+func TestPostgresDB(t *testing.T) {
+	dsn := pgtest.New(t)
+	// The test server trusts local connections: the password is ignored.
+	dsn = strings.Replace(dsn, "postgres://postgres@", "postgres://postgres:Secr3t-pw@", 1)
+	cmd := server(t, "--listen", "127.0.0.1:0", "--db", dsn)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	if !lines.Scan() {
+		t.Fatalf("no startup line: %v", lines.Err())
+	}
+	first := lines.Text()
+	m := regexp.MustCompile(`msg="vigil-server started" listen=(127\.0\.0\.1:\d+) db=`).FindStringSubmatch(first)
+	if m == nil || strings.Contains(first, "Secr3t") || !strings.Contains(first, "postgres:xxxxx@") {
+		t.Fatalf("startup line %q: want the address and the database with its password hidden", first)
+	}
+	var out, errOut bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"--server", m[1], "incidents", "list"}, &out, &errOut, os.Getenv); code != 0 {
+		t.Errorf("vigilctl against the server: exit %d, %s", code, errOut.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(stderr)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, rest)
 	}
 }
 
@@ -134,7 +180,7 @@ func TestHelp(t *testing.T) {
 	if code != 0 || stderr.Len() != 0 {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
-	for _, want := range []string{"--listen ADDR", "127.0.0.1:7470", "--db PATH", "/var/lib/vigil/server.db", "--log-level LEVEL", "Example:"} {
+	for _, want := range []string{"--listen ADDR", "127.0.0.1:7470", "--db PATH", "/var/lib/vigil/server.db", "postgres://", "--log-level LEVEL", "Example:"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
