@@ -173,7 +173,10 @@ func (s *stack) startServer(t *testing.T, host string) {
 	}
 	s.addr = ln.Addr().String()
 	ln.Close()
-	server := exec.Command(filepath.Join(s.bins, "vigil-server"), "--listen", s.addr, "--db", filepath.Join(t.TempDir(), "server.db"))
+	// No metrics or console listeners: their fixed default ports would
+	// collide between stacks running side by side.
+	server := exec.Command(filepath.Join(s.bins, "vigil-server"), "--listen", s.addr, "--db", filepath.Join(t.TempDir(), "server.db"),
+		"--metrics", "", "--console", "")
 	serverLog := &syncBuffer{}
 	server.Stdout, server.Stderr = serverLog, serverLog
 	if err := server.Start(); err != nil {

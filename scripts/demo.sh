@@ -97,6 +97,7 @@ vigilctl incidents show "$latest"
 cat <<EOT
 
 Server and agent are still running (logs in .demo/). Try:
+  http://127.0.0.1:7471/                   the web console (live incident list)
   bin/vigilctl incidents tail              follow new incidents (Ctrl-C to stop)
   cp /bin/true /tmp/x && /tmp/x            raise another one
   scripts/demo.sh stop                     stop both (or: make demo-stop)

@@ -5,10 +5,11 @@
 #   scripts/install-deps.sh         Go toolchain and the tools the tests use
 #   scripts/install-deps.sh --test  also what the tests drive for real:
 #                                   openssh-server, sshpass, sudo, curl,
-#                                   python3, setcap, systemctl and the
+#                                   python3, setcap, systemctl, the
 #                                   PostgreSQL server (services the packages
 #                                   bring are not started: the tests start
-#                                   their own sshd and PostgreSQL)
+#                                   their own sshd and PostgreSQL) and
+#                                   chromium (the web console's browser test)
 #   scripts/install-deps.sh --dev   also clang, llvm, libbpf-dev, bpftool and
 #                                   protoc, to regenerate the BPF objects and
 #                                   protobuf code (make generate)
@@ -20,7 +21,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--dev) dev=true ;;
 	--test) test=true ;;
-	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option $arg (see --help)" ;;
 	esac
 done
@@ -29,7 +30,7 @@ done
 # Debian packages, installed only when missing.
 packages=(ca-certificates make git iproute2 procps)
 $dev && packages+=(clang llvm libbpf-dev bpftool protobuf-compiler)
-$test && packages+=(openssh-server sshpass sudo curl python3 libcap2-bin systemd postgresql)
+$test && packages+=(openssh-server sshpass sudo curl python3 libcap2-bin systemd postgresql chromium)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,7 +22,7 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 
 bench_port=$((20000 + RANDOM % 20000))
-bin/vigil-server --listen "127.0.0.1:$bench_port" --db "$bench_work/server.db" 2>"$bench_work/server.log" &
+bin/vigil-server --listen "127.0.0.1:$bench_port" --db "$bench_work/server.db" --metrics "" --console "" 2>"$bench_work/server.log" &
 server_pid=$!
 
 now_ns() { date +%s%N; }

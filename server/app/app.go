@@ -21,6 +21,7 @@ import (
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/api"
+	"github.com/vigil-sensor/vigil/server/console"
 	"github.com/vigil-sensor/vigil/server/fleet"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/metrics"
@@ -46,6 +47,9 @@ type Config struct {
 	// revision) as one line of OCSF Detection Finding JSON, appended.
 	// Empty means no export.
 	ExportOCSF string
+	// ConsoleListen is the TCP address of the web console, host:port
+	// (port 0 picks one; read it with ConsoleAddr). Empty means no console.
+	ConsoleListen string
 }
 
 // Server is a running Vigil server.
@@ -60,6 +64,7 @@ type Server struct {
 
 	observed *observedStore
 	metrics  *metrics.HTTPServer // nil without Config.MetricsListen
+	console  *console.HTTPServer // nil without Config.ConsoleListen
 }
 
 // Start opens the store, listens and serves in the background until
@@ -102,6 +107,11 @@ func Start(cfg Config) (*Server, error) {
 	s.services.Register(s.grpc.Registrar())
 	for _, name := range []string{vigilv1.IncidentService_ServiceDesc.ServiceName, vigilv1.AgentService_ServiceDesc.ServiceName} {
 		s.grpc.Health().SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	if err := s.startConsole(cfg.ConsoleListen); err != nil {
+		lis.Close()
+		s.Shutdown(context.Background())
+		return nil, fmt.Errorf("start server: %w", err)
 	}
 	go func() { s.served <- s.grpc.Serve(lis) }()
 	return s, nil
@@ -183,6 +193,7 @@ func (s *Server) Served() <-chan error { return s.served }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.services.Shutdown()
 	stopErr := s.grpc.Stop(ctx)
+	consoleErr := s.stopConsole(ctx)
 	var metricsErr, exportErr error
 	if s.metrics != nil {
 		metricsErr = s.metrics.Shutdown(ctx)
@@ -191,5 +202,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		exportErr = s.observed.export.close()
 	}
 	closeErr := s.store.Close()
-	return errors.Join(stopErr, metricsErr, exportErr, closeErr)
+	return errors.Join(stopErr, consoleErr, metricsErr, exportErr, closeErr)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-sensor/vigil/server/app"
+	"github.com/vigil-sensor/vigil/server/console"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/metrics"
 	"github.com/vigil-sensor/vigil/server/store"
@@ -57,6 +58,8 @@ Flags:
   --export-ocsf FILE            append every stored incident, each
                                 revision, to FILE as one line of OCSF 1.1
                                 Detection Finding JSON (default: no export)
+  --console ADDR                serve the web console at http://ADDR/
+                                (default 127.0.0.1:7471; "" turns it off)
   -h, --help                    show this help
 
 Example:
@@ -83,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "")
 	metricsAddr := fs.String("metrics", metrics.DefaultAddr, "")
 	exportOCSF := fs.String("export-ocsf", "", "")
+	consoleAddr := fs.String("console", console.DefaultAddr, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -101,6 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	cfg := app.Config{Listen: *listen, DBPath: *db, Logger: log}
 	cfg.MetricsListen, cfg.ExportOCSF = *metricsAddr, *exportOCSF
+	cfg.ConsoleListen = *consoleAddr
 	srv, err := app.Start(cfg)
 	if err != nil {
 		log.Error("vigil-server cannot start", "error", err)
@@ -109,6 +114,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log.Info("vigil-server started", "listen", srv.Addr(), "db", store.RedactDSN(*db))
 	if a := srv.MetricsAddr(); a != "" {
 		log.Info("metrics served", "url", "http://"+a+"/metrics")
+	}
+	if a := srv.ConsoleAddr(); a != "" {
+		log.Info("console served", "url", "http://"+a+"/")
 	}
 	if *exportOCSF != "" {
 		log.Info("exporting incidents as OCSF", "file", *exportOCSF)
