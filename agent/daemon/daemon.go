@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-sensor/vigil/agent/config"
 	"github.com/vigil-sensor/vigil/agent/control"
 	"github.com/vigil-sensor/vigil/agent/event"
+	"github.com/vigil-sensor/vigil/agent/feedback"
 	"github.com/vigil-sensor/vigil/agent/hostinfo"
 	"github.com/vigil-sensor/vigil/agent/incident"
 	"github.com/vigil-sensor/vigil/agent/kernelfs"
@@ -140,6 +141,9 @@ func Run(ctx context.Context, cfg Config) error {
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		Logger:            log,
 		OutboxDir:         filepath.Join(cfg.Agent.StateDir, "outbox"),
+		// Verdicts from the server go where `vigil-agent label` writes;
+		// detection rereads the file within feedbackPoll.
+		FeedbackFile: filepath.Join(cfg.Agent.StateDir, feedback.FileName),
 	}
 	restored, err := client.Restore()
 	if err != nil {

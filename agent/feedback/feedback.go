@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-sensor/vigil/internal/atomicfile"
+	"github.com/vigil-sensor/vigil/internal/verdict"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
@@ -110,41 +111,27 @@ func (s *Set) Suppressed(k Key) *Suppression {
 
 // FromIncident derives the suppressions that labelling inc benign adds: one
 // per distinct signal (the incident's own rule when it has no timeline).
+// The derivation is internal/verdict's, shared with the server.
 func FromIncident(inc *vigilv1.Incident, by, note string, now time.Time) []Suppression {
-	sigs := inc.GetSignals()
-	if len(sigs) == 0 {
-		sigs = []*vigilv1.Signal{{
-			RuleId: inc.GetRuleId(), Source: "rule", Pid: inc.GetProcess().GetPid(), Exe: inc.GetProcess().GetExe(),
-		}}
-	}
+	return FromProto(verdict.Suppressions(inc, by, note, now))
+}
+
+// FromProto converts suppressions received from the server.
+func FromProto(list []*vigilv1.Suppression) []Suppression {
 	var out []Suppression
-	seen := map[Suppression]bool{}
-	for _, sig := range sigs {
-		s := Suppression{
-			IncidentID: inc.GetId(),
-			RuleID:     sig.GetRuleId(),
-			Source:     sig.GetSource(),
-			Exe:        sig.GetExe(),
-			ParentExe:  sig.GetParentExe(),
-			Object:     sig.GetObject(),
-		}
-		if s.ParentExe == "" && sig.GetPid() != 0 && sig.GetPid() == inc.GetProcess().GetPid() && len(inc.GetAncestors()) > 0 {
-			s.ParentExe = inc.GetAncestors()[0].GetExe()
-		}
-		if sig.GetPid() == 0 {
-			s.RemoteHost = sig.GetRemoteHost()
-		}
-		if s.Source != "anomaly" {
-			// A rule fires on a pattern, not on one object: the same rule on
-			// the same program under the same parent is the same behaviour.
-			s.Object = ""
-		}
-		if s.RuleID == "" || seen[s] {
-			continue
-		}
-		seen[s] = true
-		s.Added, s.By, s.Note = now.UTC(), by, note
-		out = append(out, s)
+	for _, p := range list {
+		out = append(out, Suppression{
+			IncidentID: p.GetIncidentId(),
+			RuleID:     p.GetRuleId(),
+			Exe:        p.GetExe(),
+			ParentExe:  p.GetParentExe(),
+			RemoteHost: p.GetRemoteHost(),
+			Object:     p.GetObject(),
+			Source:     p.GetSource(),
+			Added:      p.GetAdded().AsTime().UTC(),
+			By:         p.GetBy(),
+			Note:       p.GetNote(),
+		})
 	}
 	return out
 }
@@ -188,7 +175,8 @@ func Load(path string) ([]Suppression, error) {
 // Append adds suppressions to the feedback file at path, skipping ones
 // already there, under a lock so two labellers do not lose each other's
 // work; the file is replaced atomically, so a reader never sees half of it.
-// It returns how many were new.
+// It returns how many were new; when none is, the file is left untouched
+// (so a resent verdict does not make the agent reload its feedback).
 func Append(path string, add []Suppression) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return 0, fmt.Errorf("create feedback dir: %w", err)
@@ -211,6 +199,9 @@ func Append(path string, add []Suppression) (int, error) {
 			list = append(list, s)
 			added++
 		}
+	}
+	if added == 0 {
+		return 0, nil
 	}
 	b, err := json.MarshalIndent(fileContent{Version: fileVersion, Suppressions: list}, "", "  ")
 	if err != nil {

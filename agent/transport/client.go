@@ -1,6 +1,9 @@
 // Package transport carries the agent's incidents to the Vigil server over
 // one long-lived AgentService.Connect stream: it resends what the server has
-// not acknowledged after every reconnect, and reconnects with backoff.
+// not acknowledged after every reconnect, and reconnects with backoff. It
+// also takes the analysts' benign verdicts the server sends down the stream
+// and adds their suppressions to the agent's feedback file, which the
+// running agent rereads.
 package transport
 
 import (
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/vigil-sensor/vigil/agent/feedback"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
@@ -45,6 +49,12 @@ type Client struct {
 	// file per incident, so that nothing is lost when the agent restarts
 	// before the server has acknowledged it; Restore reads it back.
 	OutboxDir string
+	// FeedbackFile, when set, is the agent's feedback file (see package
+	// feedback): the suppressions of every Suppressions message from the
+	// server are appended to it, skipping ones already there, and the
+	// server is told with SuppressionsApplied. When empty, such messages
+	// are logged and dropped.
+	FeedbackFile string
 
 	mu        sync.Mutex
 	nextSeq   uint64
@@ -53,6 +63,7 @@ type Client struct {
 	connected bool
 	acked     uint64
 	rejected  uint64
+	verdicts  uint64
 }
 
 func (c *Client) init() {
@@ -106,13 +117,16 @@ type Stats struct {
 	Acked uint64
 	// Rejected counts incidents the server refused since start.
 	Rejected uint64
+	// Verdicts counts the Suppressions messages written to FeedbackFile
+	// since start (resends included).
+	Verdicts uint64
 }
 
 // Stats returns the client's current state.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected}
+	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected, Verdicts: c.verdicts}
 }
 
 // Run connects and keeps the stream up until ctx ends, reconnecting with
@@ -163,8 +177,11 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 		return fmt.Errorf("send hello: %w", err)
 	}
 
+	// The receiver hands the answers to verdicts to this loop, the stream's
+	// only sender.
+	applied := make(chan *vigilv1.SuppressionsApplied, 64)
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- c.receiveAcks(stream) }()
+	go func() { recvErr <- c.receive(stream, applied) }()
 
 	c.setConnected(true)
 	defer c.setConnected(false)
@@ -192,6 +209,10 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 		case err := <-recvErr:
 			return err
 		case <-c.wake:
+		case a := <-applied:
+			if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_SuppressionsApplied{SuppressionsApplied: a}}); err != nil {
+				return fmt.Errorf("send suppressions applied: %w", err)
+			}
 		case <-ticker.C:
 			if c.Heartbeat != nil {
 				if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: c.Heartbeat()}}); err != nil {
@@ -202,11 +223,22 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 	}
 }
 
-func (c *Client) receiveAcks(stream grpc.BidiStreamingClient[vigilv1.AgentMessage, vigilv1.ServerMessage]) error {
+// receive takes the server's messages until the stream ends: it settles
+// acknowledged and rejected reports and applies verdicts, queueing their
+// answers on applied.
+func (c *Client) receive(stream grpc.BidiStreamingClient[vigilv1.AgentMessage, vigilv1.ServerMessage], applied chan<- *vigilv1.SuppressionsApplied) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			return fmt.Errorf("receive: %w", err)
+		}
+		if v := msg.GetSuppressions(); v != nil {
+			if a := c.applyVerdict(v); a != nil {
+				select {
+				case applied <- a:
+				default: // the answer is informational; never block receiving on it
+				}
+			}
 		}
 		if ack := msg.GetAck(); ack != nil && c.settle(ack.Sequence) {
 			c.mu.Lock()
@@ -221,6 +253,36 @@ func (c *Client) receiveAcks(stream grpc.BidiStreamingClient[vigilv1.AgentMessag
 			c.logger().Error("server rejected incident", "incident_id", rej.IncidentId, "reason", rej.Reason)
 		}
 	}
+}
+
+// applyVerdict appends the suppressions of one verdict to FeedbackFile and
+// returns the answer for the server, or nil when they were not written (the
+// server sends the verdict again at the next connect).
+func (c *Client) applyVerdict(v *vigilv1.Suppressions) *vigilv1.SuppressionsApplied {
+	log := c.logger().With("incident_id", v.GetIncidentId())
+	if c.FeedbackFile == "" {
+		log.Warn("server sent a verdict but this agent keeps no feedback file; ignored")
+		return nil
+	}
+	list := feedback.FromProto(v.GetSuppressions())
+	for _, s := range list {
+		if s.RuleID == "" {
+			log.Error("server sent a suppression without rule_id; verdict ignored")
+			return nil
+		}
+	}
+	added, err := feedback.Append(c.FeedbackFile, list)
+	if err != nil {
+		log.Error("write the server's verdict to the feedback file", "file", c.FeedbackFile, "error", err)
+		return nil
+	}
+	c.mu.Lock()
+	c.verdicts++
+	c.mu.Unlock()
+	if added > 0 {
+		log.Info("analyst verdict from the server added to feedback", "new_suppressions", added, "file", c.FeedbackFile)
+	}
+	return &vigilv1.SuppressionsApplied{IncidentId: v.GetIncidentId(), Added: uint32(added)}
 }
 
 // settle forgets a report the server has answered, in memory and on disk,

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-sensor/vigil/internal/verdict"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/fleet"
 	"github.com/vigil-sensor/vigil/server/store"
@@ -30,6 +31,19 @@ import (
 // agents can talk to older servers. A store failure ends the stream with
 // codes.Internal; the agent reconnects and resends what was not
 // acknowledged, which is safe because reports are idempotent by id.
+//
+// Analysts' benign verdicts go down the same stream as Suppressions
+// messages. They are not queued anywhere: the store's incidents are the
+// record of what each host must receive. Right after the hello the stream
+// sends one message for every incident of the host labelled BENIGN, then
+// follows the store (Changed, then After its last cursor with a host and
+// label filter) and sends each incident that is labelled BENIGN later or
+// that gets a new revision while labelled (a triage change and a revision
+// both move the incident to a new cursor). This works the same when the
+// label was set through another server sharing a PostgreSQL store. The
+// agent applies the suppressions idempotently, so resending at every
+// connect is harmless. Its cost is one indexed query per connected agent
+// each time the store changes.
 type AgentService struct {
 	vigilv1.UnimplementedAgentServiceServer
 
@@ -78,6 +92,15 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 	a.fleet.Connected(hello, peerAddr)
 	defer a.fleet.Disconnected(hostID)
 
+	// Send the verdicts given while the agent was away, and take the change
+	// channel first so that a label given meanwhile wakes the loop.
+	changed := a.store.Changed()
+	var verdicts uint64 // the cursor of the last incident looked at for verdicts
+	if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts); err != nil {
+		log.Warn("agent disconnected", "reason", err)
+		return err
+	}
+
 	// Receive in a goroutine so that Shutdown can end the stream while it
 	// waits for the agent. The goroutine ends when the stream does.
 	msgs := make(chan recvResult)
@@ -101,6 +124,13 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 		case <-a.done:
 			log.Info("agent disconnected", "reason", "server shutting down")
 			return errShuttingDown
+		case <-changed:
+			changed = a.store.Changed()
+			if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+			continue
 		case r = <-msgs:
 		}
 		if errors.Is(r.err, io.EOF) {
@@ -136,6 +166,10 @@ func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 		return nil
 	case *vigilv1.AgentMessage_Incident:
 		return a.report(stream, log, hostID, msg.Incident)
+	case *vigilv1.AgentMessage_SuppressionsApplied:
+		log.Info("agent applied verdict", "incident_id", msg.SuppressionsApplied.GetIncidentId(),
+			"new_suppressions", msg.SuppressionsApplied.GetAdded())
+		return nil
 	default:
 		log.Warn("ignoring agent message of unknown kind")
 		return nil
@@ -203,7 +237,42 @@ func messageKind(m *vigilv1.AgentMessage) string {
 		return "heartbeat"
 	case *vigilv1.AgentMessage_Incident:
 		return "incident"
+	case *vigilv1.AgentMessage_SuppressionsApplied:
+		return "suppressions_applied"
 	default:
 		return "an empty or unknown message"
+	}
+}
+
+// verdictBatch is how many labelled incidents sendVerdicts reads at a time.
+const verdictBatch = 256
+
+// sendVerdicts sends a Suppressions message for every incident of host
+// labelled BENIGN with a cursor after the given one, oldest first, and
+// returns the cursor to go on from. It returns an error only when the
+// stream must end.
+func (a *AgentService) sendVerdicts(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, after uint64) (uint64, error) {
+	ctx := stream.Context()
+	filter := &vigilv1.IncidentFilter{HostId: hostID, Label: vigilv1.Label_LABEL_BENIGN}
+	for {
+		incs, err := a.store.After(ctx, filter, after, verdictBatch)
+		if err != nil {
+			log.Error("read labelled incidents", "error", err)
+			return after, storeError(ctx, "read labelled incidents", err)
+		}
+		for _, inc := range incs {
+			after = inc.GetCursor()
+			msg := verdict.Message(inc)
+			if msg == nil {
+				continue
+			}
+			if err := stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_Suppressions{Suppressions: msg}}); err != nil {
+				return after, err
+			}
+			log.Debug("verdict sent", "incident_id", inc.GetId(), "suppressions", len(msg.GetSuppressions()))
+		}
+		if len(incs) < verdictBatch {
+			return after, nil
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/store"
@@ -148,6 +150,70 @@ func (s *IncidentService) StreamIncidents(req *vigilv1.StreamIncidentsRequest, s
 			return errShuttingDown
 		}
 	}
+}
+
+// Limits of UpdateIncidentRequest.
+const (
+	// MaxNoteBytes is the longest note UpdateIncident accepts.
+	MaxNoteBytes = 4096
+	// MaxAuthorBytes is the longest author UpdateIncident accepts.
+	MaxAuthorBytes = 256
+)
+
+// UpdateIncident implements vigilv1.IncidentServiceServer. It checks the
+// request, then changes the triage in one store transaction: the status
+// and label when set, a note appended when given, the label's author and
+// time when the label changes, and updated_time always.
+func (s *IncidentService) UpdateIncident(ctx context.Context, req *vigilv1.UpdateIncidentRequest) (*vigilv1.Incident, error) {
+	if err := checkUpdate(req); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	inc, err := s.store.UpdateTriage(ctx, req.GetId(), func(tr *vigilv1.Triage) error {
+		now := timestamppb.Now()
+		if st := req.GetStatus(); st != vigilv1.TriageStatus_TRIAGE_STATUS_UNSPECIFIED {
+			tr.Status = st
+		}
+		if l := req.GetLabel(); l != vigilv1.Label_LABEL_UNSPECIFIED && l != tr.GetLabel() {
+			tr.Label, tr.LabelTime, tr.LabelAuthor = l, now, req.GetAuthor()
+		}
+		if n := req.GetNote(); n != "" {
+			tr.Notes = append(tr.Notes, &vigilv1.Note{Time: now, Author: req.GetAuthor(), Text: n})
+		}
+		tr.UpdatedTime = now
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "incident %s not found", req.GetId())
+	}
+	if err != nil {
+		return nil, storeError(ctx, "update incident", err)
+	}
+	s.log.Info("incident triaged", "incident_id", inc.GetId(), "author", req.GetAuthor(),
+		"status", inc.GetTriage().GetStatus(), "label", inc.GetTriage().GetLabel(), "note", req.GetNote() != "")
+	return inc, nil
+}
+
+// checkUpdate checks an UpdateIncidentRequest; the error names the field.
+func checkUpdate(req *vigilv1.UpdateIncidentRequest) error {
+	if req.GetId() == "" {
+		return errors.New("id is empty")
+	}
+	if _, ok := vigilv1.TriageStatus_name[int32(req.GetStatus())]; !ok {
+		return fmt.Errorf("status: unknown value %d", req.GetStatus())
+	}
+	if _, ok := vigilv1.Label_name[int32(req.GetLabel())]; !ok {
+		return fmt.Errorf("label: unknown value %d", req.GetLabel())
+	}
+	if n := len(req.GetNote()); n > MaxNoteBytes {
+		return fmt.Errorf("note is %d bytes, at most %d", n, MaxNoteBytes)
+	}
+	if n := len(req.GetAuthor()); n > MaxAuthorBytes {
+		return fmt.Errorf("author is %d bytes, at most %d", n, MaxAuthorBytes)
+	}
+	if req.GetStatus() == vigilv1.TriageStatus_TRIAGE_STATUS_UNSPECIFIED && req.GetLabel() == vigilv1.Label_LABEL_UNSPECIFIED && req.GetNote() == "" {
+		return errors.New("nothing to update: set status, label or note")
+	}
+	return nil
 }
 
 // pageTokenPrefix versions the page token format.

@@ -59,7 +59,8 @@ Usage:
 Commands:
   incidents list   list stored incidents, newest first
   incidents tail   print incidents as they arrive, until Ctrl-C
-  incidents show   show one incident with its process tree
+  incidents show   show one incident with its process tree and triage
+  incidents update set an incident's status or label, or add a note
   incidents export write incidents as OCSF (or Vigil) JSON lines
 
 Flags:
@@ -85,6 +86,7 @@ Usage:
   vigilctl incidents list [--limit N] [--host ID] [--rule ID] [--min-severity LEVEL] [--json]
   vigilctl incidents tail [--after CURSOR] [--host ID] [--rule ID] [--min-severity LEVEL] [--json]
   vigilctl incidents show ID [--json]
+  vigilctl incidents update ID [--status STATUS] [--label LABEL] [--note TEXT]
   vigilctl incidents export [--format ocsf|json] [--after-cursor N] [--follow]
 
 Run 'vigilctl incidents COMMAND --help' for details.
@@ -213,7 +215,7 @@ func (a *app) incidents(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents"
 	if len(args) == 0 {
 		fmt.Fprint(a.stderr, incidentsUsage)
-		return &usageError{cmd, "no incidents command given (list, tail, show or export)"}
+		return &usageError{cmd, "no incidents command given (list, tail, show, update or export)"}
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -227,8 +229,10 @@ func (a *app) incidents(ctx context.Context, args []string) error {
 		return a.show(ctx, args[1:])
 	case "export":
 		return a.export(ctx, args[1:])
+	case "update":
+		return a.update(ctx, args[1:])
 	default:
-		return &usageError{cmd, fmt.Sprintf("unknown incidents command %q (want list, tail, show or export)", args[0])}
+		return &usageError{cmd, fmt.Sprintf("unknown incidents command %q (want list, tail, show, update or export)", args[0])}
 	}
 }
 

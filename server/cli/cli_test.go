@@ -205,7 +205,11 @@ func TestShow(t *testing.T) {
 		"1 root /usr/lib/systemd/systemd /sbin/init\n" +
 		"└─ 812 root /usr/sbin/nginx nginx -g \"daemon off;\"\n" +
 		"   └─ 4242 www-data /usr/sbin/nginx \"nginx: worker process\"\n" +
-		"      └─ 4243 www-data /usr/bin/bash bash -i   <- triggered the rule\n"
+		"      └─ 4243 www-data /usr/bin/bash bash -i   <- triggered the rule\n" +
+		"\n" +
+		"Triage\n" +
+		"  Status:  open\n" +
+		"  Label:   unlabelled\n"
 	if out != want {
 		t.Errorf("show:\n%s\nwant:\n%s", out, want)
 	}
@@ -244,8 +248,8 @@ func TestUsage(t *testing.T) {
 		{nil, "vigilctl: no command given\nRun 'vigilctl --help' for usage.\n"},
 		{[]string{"frob"}, "vigilctl: unknown command \"frob\"\nRun 'vigilctl --help' for usage.\n"},
 		{[]string{"--bogus", "incidents"}, "vigilctl: flag provided but not defined: -bogus\nRun 'vigilctl --help' for usage.\n"},
-		{[]string{"incidents"}, "vigilctl: no incidents command given (list, tail, show or export)\nRun 'vigilctl incidents --help' for usage.\n"},
-		{[]string{"incidents", "delete"}, "vigilctl: unknown incidents command \"delete\" (want list, tail, show or export)\nRun 'vigilctl incidents --help' for usage.\n"},
+		{[]string{"incidents"}, "vigilctl: no incidents command given (list, tail, show, update or export)\nRun 'vigilctl incidents --help' for usage.\n"},
+		{[]string{"incidents", "delete"}, "vigilctl: unknown incidents command \"delete\" (want list, tail, show, update or export)\nRun 'vigilctl incidents --help' for usage.\n"},
 		{[]string{"incidents", "list", "--limit", "0"}, "vigilctl: --limit 0 is not positive\nRun 'vigilctl incidents list --help' for usage.\n"},
 		{[]string{"incidents", "list", "--min-severity", "urgent"}, "vigilctl: --min-severity: unknown severity \"urgent\" (want info, low, medium, high or critical)\nRun 'vigilctl incidents list --help' for usage.\n"},
 		{[]string{"incidents", "list", "extra"}, "vigilctl: unexpected argument \"extra\"\nRun 'vigilctl incidents list --help' for usage.\n"},
@@ -436,5 +440,58 @@ func TestTailReconnects(t *testing.T) {
 	}
 	if want := "vigilctl: connection to " + addr + " lost (server is shutting down); reconnecting after cursor 1\n"; !strings.HasPrefix(stderr.String(), want) {
 		t.Errorf("stderr = %q, want prefix %q", stderr.String(), want)
+	}
+}
+
+// TestUpdate triages an incident with vigilctl and reads the triage back
+// with show.
+func TestUpdate(t *testing.T) {
+	srv, incs := newServer(t)
+	id := incs[0].GetId()
+	env := map[string]string{"VIGIL_SERVER": srv.Addr()}
+	code, out, errOut := run(t, env, "incidents", "update", id, "--status", "acknowledged", "--note", "looking", "--author", "alice")
+	if code != cli.ExitOK || errOut != "" {
+		t.Fatalf("update: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = run(t, env, "incidents", "update", id, "--label", "benign", "--status", "resolved", "--author", "bob")
+	if code != cli.ExitOK || errOut != "" {
+		t.Fatalf("update: exit %d, stderr %q", code, errOut)
+	}
+	stored, err := srv.Store().Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := stored.GetTriage()
+	ts := func(p interface{ AsTime() time.Time }) string { return p.AsTime().UTC().Format(time.RFC3339) }
+	wantTriage := "Triage\n" +
+		"  Status:  resolved\n" +
+		"  Label:   benign (by bob at " + ts(tr.GetLabelTime()) + ")\n" +
+		"  Updated: " + ts(tr.GetUpdatedTime()) + "\n" +
+		"  Notes:\n" +
+		"    " + ts(tr.GetNotes()[0].GetTime()) + " alice: looking\n"
+	if !strings.HasPrefix(out, "Incident  "+id+"\n") {
+		t.Errorf("update output %q does not start with the incident id", out)
+	}
+	code, out, _ = run(t, env, "incidents", "show", id)
+	if code != cli.ExitOK || !strings.HasSuffix(out, "\n\n"+wantTriage) {
+		t.Errorf("show after update: exit %d\n%s\nwant it to end with:\n%s", code, out, wantTriage)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{id}, cli.ExitUsage, "nothing to change"},
+		{[]string{id, "--status", "closed"}, cli.ExitUsage, `--status "closed"`},
+		{[]string{id, "--label", "fine"}, cli.ExitUsage, `--label "fine"`},
+		{[]string{"--note", "x"}, cli.ExitUsage, "missing incident ID"},
+		{[]string{storetest.NewID(), "--note", "x"}, cli.ExitError, "not found"},
+		{[]string{id, "--note", strings.Repeat("x", 5000)}, cli.ExitError, "note is 5000 bytes"},
+	} {
+		code, _, errOut := run(t, env, append([]string{"incidents", "update"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(errOut, tc.err) {
+			t.Errorf("update %q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.err)
+		}
 	}
 }

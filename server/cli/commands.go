@@ -120,7 +120,11 @@ func (a *app) show(ctx context.Context, args []string) error {
 	if *asJSON {
 		return render.JSONLine(a.stdout, inc)
 	}
-	return render.Show(a.stdout, inc)
+	if err := render.Show(a.stdout, inc); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.stdout)
+	return writeTriage(a.stdout, inc)
 }
 
 // Reconnect delays of tail after the connection drops.

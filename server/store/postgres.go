@@ -24,7 +24,7 @@ import (
 
 // pgSchemaVersion is stored in vigil_schema; a database written by a newer
 // server is refused rather than misread.
-const pgSchemaVersion = 1
+const pgSchemaVersion = 2
 
 // pgSchemaLock is the key of the advisory lock that serializes schema
 // creation, so that servers starting at the same time do not trip over
@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS incidents (
 	rule_id     TEXT        NOT NULL,
 	revision    BIGINT      NOT NULL,
 	received_at TIMESTAMPTZ NOT NULL,
-	body        BYTEA       NOT NULL
+	body        BYTEA       NOT NULL,
+	status      INTEGER     NOT NULL DEFAULT 1,
+	label       INTEGER     NOT NULL DEFAULT 1,
+	triage      BYTEA
 );
 CREATE INDEX IF NOT EXISTS incidents_host_cursor ON incidents (host_id, cursor);
 CREATE INDEX IF NOT EXISTS incidents_rule_cursor ON incidents (rule_id, cursor);
@@ -56,6 +59,19 @@ CREATE TABLE IF NOT EXISTS incident_cursor (
 	last     BIGINT  NOT NULL
 );
 INSERT INTO incident_cursor (last) VALUES (0) ON CONFLICT DO NOTHING;
+`
+
+// pgTriage upgrades a version 1 schema, which had no triage, and creates
+// the indexes of the status and label filters. status and label copy the
+// triage's, for filters; triage is the whole Triage message, NULL until an
+// analyst first updates the incident. pgPut never touches these columns, so
+// a new revision keeps its incident's triage.
+const pgTriage = `
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS status INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS label INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN IF NOT EXISTS triage BYTEA;
+CREATE INDEX IF NOT EXISTS incidents_status_cursor ON incidents (status, cursor);
+CREATE INDEX IF NOT EXISTS incidents_label_cursor ON incidents (label, cursor);
 `
 
 // pgPut inserts an incident, or replaces a stored one with a lower
@@ -287,6 +303,13 @@ func (p *Postgres) init(ctx context.Context) error {
 		return fmt.Errorf("read schema version: %w", err)
 	case version > pgSchemaVersion:
 		return fmt.Errorf("schema version %d is newer than this server understands (%d)", version, pgSchemaVersion)
+	case version < pgSchemaVersion:
+		if _, err := tx.Exec(ctx, `UPDATE vigil_schema SET version = $1`, pgSchemaVersion); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, pgTriage); err != nil {
+		return fmt.Errorf("upgrade schema to %d: %w", pgSchemaVersion, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit schema: %w", err)
@@ -303,12 +326,9 @@ func (p *Postgres) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool
 		return 0, false, err
 	}
 	id := uuid.MustParse(inc.GetId())
-	body := proto.Clone(inc).(*vigilv1.Incident)
-	body.Cursor = 0
-	body.ReceivedTime = nil
-	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	blob, err := marshalBody(inc)
 	if err != nil {
-		return 0, false, fmt.Errorf("marshal incident %s: %w", inc.GetId(), err)
+		return 0, false, err
 	}
 
 	// A resend of a stored revision (the common duplicate) is answered
@@ -355,13 +375,69 @@ func (p *Postgres) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool
 	return uint64(cursor), true, nil
 }
 
+// UpdateTriage implements Store. It takes the next cursor first, as Put
+// does, so that the row lock on incident_cursor orders it with every Put
+// and UpdateTriage of every server (and the two lock in the same order),
+// then locks the incident's row, applies update and moves the row to the
+// new cursor. For an unknown id it rolls back, giving the cursor back.
+func (p *Postgres) UpdateTriage(ctx context.Context, id string, update func(*vigilv1.Triage) error) (*vigilv1.Incident, error) {
+	if ValidateID(id) != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, ErrNotFound)
+	}
+	uid := uuid.MustParse(id)
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	var cursor int64
+	if err := tx.QueryRow(ctx, `UPDATE incident_cursor SET last = last + 1 RETURNING last`).Scan(&cursor); err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	var old []byte
+	err = tx.QueryRow(ctx, `SELECT triage FROM incidents WHERE id = $1 FOR UPDATE`, uid).Scan(&old)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("update triage of %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	tr, err := unmarshalTriage(old)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	if err := update(tr); err != nil {
+		return nil, err
+	}
+	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(tr)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	row := tx.QueryRow(ctx,
+		`UPDATE incidents SET cursor = $2, status = $3, label = $4, triage = $5 WHERE id = $1
+		 RETURNING cursor, received_at, body, triage`,
+		uid, cursor, int32(tr.GetStatus()), int32(tr.GetLabel()), blob)
+	inc, err := scanPGIncident(row)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PostgresChannel, p.token); err != nil {
+		return nil, fmt.Errorf("notify triage of %s: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit triage of %s: %w", id, err)
+	}
+	p.notify.Notify()
+	return inc, nil
+}
+
 // Get implements Store.
 func (p *Postgres) Get(ctx context.Context, id string) (*vigilv1.Incident, error) {
 	if ValidateID(id) != nil {
 		// Nothing is stored under an id Put would refuse.
 		return nil, fmt.Errorf("get incident %s: %w", id, ErrNotFound)
 	}
-	row := p.pool.QueryRow(ctx, `SELECT cursor, received_at, body FROM incidents WHERE id = $1`, uuid.MustParse(id))
+	row := p.pool.QueryRow(ctx, `SELECT cursor, received_at, body, triage FROM incidents WHERE id = $1`, uuid.MustParse(id))
 	inc, err := scanPGIncident(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("get incident %s: %w", id, ErrNotFound)
@@ -438,13 +514,19 @@ func pgFilter(f *vigilv1.IncidentFilter) ([]string, []any) {
 	if sev := f.GetMinSeverity(); sev != vigilv1.Severity_SEVERITY_UNSPECIFIED {
 		add("severity >=", int32(sev))
 	}
+	if st := f.GetStatus(); st != vigilv1.TriageStatus_TRIAGE_STATUS_UNSPECIFIED {
+		add("status =", int32(st))
+	}
+	if l := f.GetLabel(); l != vigilv1.Label_LABEL_UNSPECIFIED {
+		add("label =", int32(l))
+	}
 	return where, args
 }
 
 // query runs a SELECT over incidents with the given conditions, ordered by
 // cursor in direction dir ("ASC" or "DESC").
 func (p *Postgres) query(ctx context.Context, where []string, args []any, dir string, limit int) ([]*vigilv1.Incident, error) {
-	q := "SELECT cursor, received_at, body FROM incidents"
+	q := "SELECT cursor, received_at, body, triage FROM incidents"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -469,17 +551,23 @@ func (p *Postgres) query(ctx context.Context, where []string, args []any, dir st
 	return out, nil
 }
 
-// scanPGIncident reads one (cursor, received_at, body) row.
+// scanPGIncident reads one (cursor, received_at, body, triage) row.
 func scanPGIncident(row pgx.Row) (*vigilv1.Incident, error) {
 	var cursor int64
 	var received time.Time
-	var blob []byte
-	if err := row.Scan(&cursor, &received, &blob); err != nil {
+	var blob, triage []byte
+	if err := row.Scan(&cursor, &received, &blob, &triage); err != nil {
 		return nil, err
 	}
 	inc := &vigilv1.Incident{}
 	if err := proto.Unmarshal(blob, inc); err != nil {
 		return nil, fmt.Errorf("unmarshal incident at cursor %d: %w", cursor, err)
+	}
+	if triage != nil {
+		inc.Triage = &vigilv1.Triage{}
+		if err := proto.Unmarshal(triage, inc.Triage); err != nil {
+			return nil, fmt.Errorf("unmarshal triage at cursor %d: %w", cursor, err)
+		}
 	}
 	inc.Cursor = uint64(cursor)
 	inc.ReceivedTime = timestamppb.New(received)

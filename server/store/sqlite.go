@@ -18,7 +18,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer
 // server is refused rather than misread.
-const schemaVersion = 2
+const schemaVersion = 3
 
 const schema = `
 CREATE TABLE IF NOT EXISTS incidents (
@@ -29,11 +29,31 @@ CREATE TABLE IF NOT EXISTS incidents (
 	rule_id     TEXT    NOT NULL,
 	received_ns INTEGER NOT NULL,
 	body        BLOB    NOT NULL,
-	revision    INTEGER NOT NULL DEFAULT 0
+	revision    INTEGER NOT NULL DEFAULT 0,
+	status      INTEGER NOT NULL DEFAULT 1,
+	label       INTEGER NOT NULL DEFAULT 1,
+	triage      BLOB
 );
 CREATE INDEX IF NOT EXISTS incidents_host_cursor ON incidents (host_id, cursor);
 CREATE INDEX IF NOT EXISTS incidents_rule_cursor ON incidents (rule_id, cursor);
 CREATE INDEX IF NOT EXISTS incidents_severity_cursor ON incidents (severity, cursor);
+`
+
+// triageColumns are the analysts' triage, kept apart from body (what the
+// agent reported) so that a new revision cannot overwrite it. status and
+// label copy the triage's, for filters; triage is the whole Triage message,
+// NULL until an analyst first updates the incident. Added in version 3.
+const triageColumns = `
+ALTER TABLE incidents ADD COLUMN status INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN label INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE incidents ADD COLUMN triage BLOB;
+`
+
+// triageIndexes serve the status and label filters; created after the
+// upgrade has added their columns.
+const triageIndexes = `
+CREATE INDEX IF NOT EXISTS incidents_status_cursor ON incidents (status, cursor);
+CREATE INDEX IF NOT EXISTS incidents_label_cursor ON incidents (label, cursor);
 `
 
 // busyTimeout is how long a connection waits for another one's write lock.
@@ -107,6 +127,16 @@ func (s *SQLite) init(ctx context.Context) error {
 			return fmt.Errorf("upgrade schema 1 to 2: %w", err)
 		}
 	}
+	if version == 1 || version == 2 {
+		// Versions 1 and 2 had no triage: every stored incident is open
+		// and unlabelled.
+		if _, err := s.db.ExecContext(ctx, triageColumns); err != nil {
+			return fmt.Errorf("upgrade schema %d to 3: %w", version, err)
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, triageIndexes); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
 	if _, err := s.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return fmt.Errorf("write schema version: %w", err)
 	}
@@ -121,12 +151,9 @@ func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, 
 	if err := Validate(inc); err != nil {
 		return 0, false, err
 	}
-	body := proto.Clone(inc).(*vigilv1.Incident)
-	body.Cursor = 0
-	body.ReceivedTime = nil
-	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	blob, err := marshalBody(inc)
 	if err != nil {
-		return 0, false, fmt.Errorf("marshal incident %s: %w", inc.GetId(), err)
+		return 0, false, err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -135,7 +162,11 @@ func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, 
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	var cursor int64
 	var revision uint32
-	err = tx.QueryRowContext(ctx, `SELECT cursor, revision FROM incidents WHERE id = ?`, inc.GetId()).Scan(&cursor, &revision)
+	// A new revision keeps the triage of the one it replaces.
+	status, label := int32(vigilv1.TriageStatus_TRIAGE_STATUS_OPEN), int32(vigilv1.Label_LABEL_UNLABELLED)
+	var triage []byte
+	err = tx.QueryRowContext(ctx, `SELECT cursor, revision, status, label, triage FROM incidents WHERE id = ?`, inc.GetId()).
+		Scan(&cursor, &revision, &status, &label, &triage)
 	switch {
 	case err == nil && inc.GetRevision() <= revision:
 		// A resend, or an older revision arriving late: keep what is stored.
@@ -150,10 +181,11 @@ func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, 
 		return 0, false, fmt.Errorf("look up incident %s: %w", inc.GetId(), err)
 	}
 	err = tx.QueryRowContext(ctx,
-		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body, revision)
-		 VALUES (?, ?, ?, ?, ?, ?, ?)
+		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body, revision, status, label, triage)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		 RETURNING cursor`,
 		inc.GetId(), inc.GetHostId(), int32(inc.GetSeverity()), inc.GetRuleId(), time.Now().UnixNano(), blob, inc.GetRevision(),
+		status, label, triage,
 	).Scan(&cursor)
 	if err != nil {
 		return 0, false, fmt.Errorf("insert incident %s: %w", inc.GetId(), err)
@@ -165,9 +197,88 @@ func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, 
 	return uint64(cursor), true, nil
 }
 
+// UpdateTriage implements Store. The incident's row is replaced by one at
+// the next cursor, as Put does for a new revision.
+func (s *SQLite) UpdateTriage(ctx context.Context, id string, update func(*vigilv1.Triage) error) (*vigilv1.Incident, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var (
+		hostID, ruleID     string
+		severity, revision int64
+		receivedNS         int64
+		blob, oldTriage    []byte
+	)
+	err = tx.QueryRowContext(ctx,
+		`SELECT host_id, severity, rule_id, received_ns, body, revision, triage FROM incidents WHERE id = ?`, id,
+	).Scan(&hostID, &severity, &ruleID, &receivedNS, &blob, &revision, &oldTriage)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("update triage of %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	tr, err := unmarshalTriage(oldTriage)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	if err := update(tr); err != nil {
+		return nil, err
+	}
+	newTriage, err := proto.MarshalOptions{Deterministic: true}.Marshal(tr)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM incidents WHERE id = ?`, id); err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	row := tx.QueryRowContext(ctx,
+		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body, revision, status, label, triage)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 RETURNING cursor, received_ns, body, triage`,
+		id, hostID, severity, ruleID, receivedNS, blob, revision, int32(tr.GetStatus()), int32(tr.GetLabel()), newTriage)
+	inc, err := scanIncident(row)
+	if err != nil {
+		return nil, fmt.Errorf("update triage of %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit triage of %s: %w", id, err)
+	}
+	s.notify.Notify()
+	return inc, nil
+}
+
+// marshalBody encodes what Put stores of an incident: everything the agent
+// reported, without the server's fields (cursor, received time, triage).
+func marshalBody(inc *vigilv1.Incident) ([]byte, error) {
+	body := proto.Clone(inc).(*vigilv1.Incident)
+	body.Cursor = 0
+	body.ReceivedTime = nil
+	body.Triage = nil
+	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("marshal incident %s: %w", inc.GetId(), err)
+	}
+	return blob, nil
+}
+
+// unmarshalTriage decodes a stored triage; no triage (NULL) is NewTriage.
+func unmarshalTriage(b []byte) (*vigilv1.Triage, error) {
+	if b == nil {
+		return NewTriage(), nil
+	}
+	tr := &vigilv1.Triage{}
+	if err := proto.Unmarshal(b, tr); err != nil {
+		return nil, fmt.Errorf("unmarshal triage: %w", err)
+	}
+	return tr, nil
+}
+
 // Get implements Store.
 func (s *SQLite) Get(ctx context.Context, id string) (*vigilv1.Incident, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT cursor, received_ns, body FROM incidents WHERE id = ?`, id)
+	row := s.db.QueryRowContext(ctx, `SELECT cursor, received_ns, body, triage FROM incidents WHERE id = ?`, id)
 	inc, err := scanIncident(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("get incident %s: %w", id, ErrNotFound)
@@ -237,13 +348,21 @@ func filterClause(f *vigilv1.IncidentFilter) ([]string, []any) {
 		where = append(where, "severity >= ?")
 		args = append(args, int32(sev))
 	}
+	if st := f.GetStatus(); st != vigilv1.TriageStatus_TRIAGE_STATUS_UNSPECIFIED {
+		where = append(where, "status = ?")
+		args = append(args, int32(st))
+	}
+	if l := f.GetLabel(); l != vigilv1.Label_LABEL_UNSPECIFIED {
+		where = append(where, "label = ?")
+		args = append(args, int32(l))
+	}
 	return where, args
 }
 
 // query runs a SELECT over incidents with the given conditions, ordered by
 // cursor in direction dir ("ASC" or "DESC").
 func (s *SQLite) query(ctx context.Context, where []string, args []any, dir string, limit int) ([]*vigilv1.Incident, error) {
-	q := "SELECT cursor, received_ns, body FROM incidents"
+	q := "SELECT cursor, received_ns, body, triage FROM incidents"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -273,16 +392,22 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
-// scanIncident reads one (cursor, received_ns, body) row.
+// scanIncident reads one (cursor, received_ns, body, triage) row.
 func scanIncident(row scanner) (*vigilv1.Incident, error) {
 	var cursor, receivedNS int64
-	var blob []byte
-	if err := row.Scan(&cursor, &receivedNS, &blob); err != nil {
+	var blob, triage []byte
+	if err := row.Scan(&cursor, &receivedNS, &blob, &triage); err != nil {
 		return nil, err
 	}
 	inc := &vigilv1.Incident{}
 	if err := proto.Unmarshal(blob, inc); err != nil {
 		return nil, fmt.Errorf("unmarshal incident at cursor %d: %w", cursor, err)
+	}
+	if triage != nil {
+		inc.Triage = &vigilv1.Triage{}
+		if err := proto.Unmarshal(triage, inc.Triage); err != nil {
+			return nil, fmt.Errorf("unmarshal triage at cursor %d: %w", cursor, err)
+		}
 	}
 	inc.Cursor = uint64(cursor)
 	inc.ReceivedTime = timestamppb.New(time.Unix(0, receivedNS))

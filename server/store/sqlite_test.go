@@ -107,4 +107,17 @@ func TestSQLiteUpgradesSchema1(t *testing.T) {
 	if err != nil || !inserted || cursor != 2 {
 		t.Fatalf("Put revision 1 over the upgraded row: cursor %d inserted %v err %v, want 2 true nil", cursor, inserted, err)
 	}
+	// The upgrade to schema 3 made every incident open and unlabelled, and
+	// triage works on the upgraded rows.
+	open, err := s.List(ctx, &vigilv1.IncidentFilter{Status: vigilv1.TriageStatus_TRIAGE_STATUS_OPEN, Label: vigilv1.Label_LABEL_UNLABELLED}, 0, 10)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("List open and unlabelled after upgrade: %d incidents, %v", len(open), err)
+	}
+	triaged, err := s.UpdateTriage(ctx, old.GetId(), func(tr *vigilv1.Triage) error {
+		tr.Status = vigilv1.TriageStatus_TRIAGE_STATUS_RESOLVED
+		return nil
+	})
+	if err != nil || triaged.GetTriage().GetStatus() != vigilv1.TriageStatus_TRIAGE_STATUS_RESOLVED || triaged.GetCursor() != 3 {
+		t.Fatalf("UpdateTriage after upgrade: %v, %v", triaged, err)
+	}
 }

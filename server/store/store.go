@@ -53,8 +53,24 @@ type Store interface {
 	// matches everything. limit must be positive.
 	After(ctx context.Context, filter *vigilv1.IncidentFilter, afterCursor uint64, limit int) ([]*vigilv1.Incident, error)
 
+	// UpdateTriage changes the analysts' triage of incident id atomically:
+	// it calls update once, inside the store's transaction, with the stored
+	// triage (never nil: an incident never triaged has status OPEN and label
+	// UNLABELLED), stores what update leaves and returns the incident as now
+	// stored. Concurrent updates of one incident are serialized, so none is
+	// lost. A triage change moves the incident to a new cursor, as a new
+	// revision does, so that streams following the store deliver it again;
+	// received_time stays when the incident was last put. When update
+	// returns an error nothing is stored and that error is returned. An
+	// unknown id is an error wrapping ErrNotFound.
+	//
+	// Triage is kept apart from what Put stores: Put never changes it (a
+	// new revision keeps the incident's triage) and ignores the triage of
+	// the incident it is given.
+	UpdateTriage(ctx context.Context, id string, update func(*vigilv1.Triage) error) (*vigilv1.Incident, error)
+
 	// Changed returns a channel that is closed by the next Put that inserts
-	// an incident (after Changed was called). Every caller waiting on the
+	// an incident, or UpdateTriage that changes one (after Changed was called). Every caller waiting on the
 	// same generation is woken at once; nothing is ever sent on it. To
 	// follow new incidents without missing any: call Changed, read After
 	// your last cursor until it returns fewer than limit, then wait on the
@@ -63,6 +79,11 @@ type Store interface {
 
 	// Close releases the store. Calls after Close fail.
 	Close() error
+}
+
+// NewTriage returns the triage of an incident no analyst has touched.
+func NewTriage() *vigilv1.Triage {
+	return &vigilv1.Triage{Status: vigilv1.TriageStatus_TRIAGE_STATUS_OPEN, Label: vigilv1.Label_LABEL_UNLABELLED}
 }
 
 // ValidateID reports whether id is acceptable as an incident id: a UUID in

@@ -253,6 +253,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Hello
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Incident
+	//	*AgentMessage_SuppressionsApplied
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -322,6 +323,15 @@ func (x *AgentMessage) GetIncident() *IncidentReport {
 	return nil
 }
 
+func (x *AgentMessage) GetSuppressionsApplied() *SuppressionsApplied {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_SuppressionsApplied); ok {
+			return x.SuppressionsApplied
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -341,11 +351,77 @@ type AgentMessage_Incident struct {
 	Incident *IncidentReport `protobuf:"bytes,3,opt,name=incident,proto3,oneof"`
 }
 
+type AgentMessage_SuppressionsApplied struct {
+	// suppressions_applied answers a Suppressions message.
+	SuppressionsApplied *SuppressionsApplied `protobuf:"bytes,4,opt,name=suppressions_applied,json=suppressionsApplied,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Incident) isAgentMessage_Msg() {}
+
+func (*AgentMessage_SuppressionsApplied) isAgentMessage_Msg() {}
+
+// SuppressionsApplied tells the server the agent has written the
+// suppressions of one Suppressions message to its feedback file. It is
+// informational: the server may send the same suppressions again (at every
+// connect), and the agent applies them idempotently.
+type SuppressionsApplied struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// incident_id is Suppressions.incident_id.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// added counts the suppressions that were new to the agent (0 for a
+	// resend).
+	Added         uint32 `protobuf:"varint,2,opt,name=added,proto3" json:"added,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuppressionsApplied) Reset() {
+	*x = SuppressionsApplied{}
+	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuppressionsApplied) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuppressionsApplied) ProtoMessage() {}
+
+func (x *SuppressionsApplied) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuppressionsApplied.ProtoReflect.Descriptor instead.
+func (*SuppressionsApplied) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SuppressionsApplied) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *SuppressionsApplied) GetAdded() uint32 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
 
 // Ack tells the agent an incident is stored and need not be sent again.
 type Ack struct {
@@ -362,7 +438,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	mi := &file_vigil_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +450,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	mi := &file_vigil_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +463,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Ack) GetSequence() uint64 {
@@ -427,7 +503,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	mi := &file_vigil_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +515,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	mi := &file_vigil_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +528,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Reject) GetSequence() uint64 {
@@ -485,6 +561,7 @@ type ServerMessage struct {
 	//
 	//	*ServerMessage_Ack
 	//	*ServerMessage_Reject
+	//	*ServerMessage_Suppressions
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -492,7 +569,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[6]
+	mi := &file_vigil_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +581,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[6]
+	mi := &file_vigil_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +594,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -545,6 +622,15 @@ func (x *ServerMessage) GetReject() *Reject {
 	return nil
 }
 
+func (x *ServerMessage) GetSuppressions() *Suppressions {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_Suppressions); ok {
+			return x.Suppressions
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -559,9 +645,203 @@ type ServerMessage_Reject struct {
 	Reject *Reject `protobuf:"bytes,2,opt,name=reject,proto3,oneof"`
 }
 
+type ServerMessage_Suppressions struct {
+	// suppressions carries an analyst's benign verdict on one of the host's
+	// incidents.
+	Suppressions *Suppressions `protobuf:"bytes,3,opt,name=suppressions,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_Reject) isServerMessage_Msg() {}
+
+func (*ServerMessage_Suppressions) isServerMessage_Msg() {}
+
+// Suppression stops signals matching it from raising incidents on the
+// agent. Empty fields match anything; rule_id is always set. It has the
+// fields of the agent's feedback file (agent/feedback).
+type Suppression struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// incident_id is the incident the analyst labelled.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// rule_id is the rule or detector id of the signal.
+	RuleId string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// exe is the signal's executable.
+	Exe string `protobuf:"bytes,3,opt,name=exe,proto3" json:"exe,omitempty"`
+	// parent_exe is the executable of its parent.
+	ParentExe string `protobuf:"bytes,4,opt,name=parent_exe,json=parentExe,proto3" json:"parent_exe,omitempty"`
+	// remote_host is the remote address of a host-level signal.
+	RemoteHost string `protobuf:"bytes,5,opt,name=remote_host,json=remoteHost,proto3" json:"remote_host,omitempty"`
+	// object is what an anomaly signal was about; the baseline learns it.
+	Object string `protobuf:"bytes,6,opt,name=object,proto3" json:"object,omitempty"`
+	// source is "rule", "anomaly" or "model", as on the signal.
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// added is when the label was given.
+	Added *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=added,proto3" json:"added,omitempty"`
+	// by names who labelled the incident.
+	By string `protobuf:"bytes,9,opt,name=by,proto3" json:"by,omitempty"`
+	// note is the analyst's comment.
+	Note          string `protobuf:"bytes,10,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suppression) Reset() {
+	*x = Suppression{}
+	mi := &file_vigil_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suppression) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suppression) ProtoMessage() {}
+
+func (x *Suppression) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suppression.ProtoReflect.Descriptor instead.
+func (*Suppression) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Suppression) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *Suppression) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *Suppression) GetExe() string {
+	if x != nil {
+		return x.Exe
+	}
+	return ""
+}
+
+func (x *Suppression) GetParentExe() string {
+	if x != nil {
+		return x.ParentExe
+	}
+	return ""
+}
+
+func (x *Suppression) GetRemoteHost() string {
+	if x != nil {
+		return x.RemoteHost
+	}
+	return ""
+}
+
+func (x *Suppression) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *Suppression) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Suppression) GetAdded() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *Suppression) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *Suppression) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// Suppressions is the server's delivery of a benign verdict: the
+// suppressions derived from one incident of the agent's host that an
+// analyst labelled BENIGN, one per distinct signal.
+type Suppressions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// incident_id is the labelled incident.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// suppressions to add to the agent's feedback.
+	Suppressions  []*Suppression `protobuf:"bytes,2,rep,name=suppressions,proto3" json:"suppressions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Suppressions) Reset() {
+	*x = Suppressions{}
+	mi := &file_vigil_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Suppressions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Suppressions) ProtoMessage() {}
+
+func (x *Suppressions) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Suppressions.ProtoReflect.Descriptor instead.
+func (*Suppressions) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Suppressions) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *Suppressions) GetSuppressions() []*Suppression {
+	if x != nil {
+		return x.Suppressions
+	}
+	return nil
+}
 
 var File_vigil_v1_agent_proto protoreflect.FileDescriptor
 
@@ -586,12 +866,17 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\\\n" +
 	"\x0eIncidentReport\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
-	"\bincident\x18\x02 \x01(\v2\x12.vigil.v1.IncidentR\bincident\"\xab\x01\n" +
+	"\bincident\x18\x02 \x01(\v2\x12.vigil.v1.IncidentR\bincident\"\xff\x01\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x126\n" +
-	"\bincident\x18\x03 \x01(\v2\x18.vigil.v1.IncidentReportH\x00R\bincidentB\x05\n" +
-	"\x03msg\"Z\n" +
+	"\bincident\x18\x03 \x01(\v2\x18.vigil.v1.IncidentReportH\x00R\bincident\x12R\n" +
+	"\x14suppressions_applied\x18\x04 \x01(\v2\x1d.vigil.v1.SuppressionsAppliedH\x00R\x13suppressionsAppliedB\x05\n" +
+	"\x03msg\"L\n" +
+	"\x13SuppressionsApplied\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x14\n" +
+	"\x05added\x18\x02 \x01(\rR\x05added\"Z\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -601,11 +886,31 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"e\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa3\x01\n" +
 	"\rServerMessage\x12!\n" +
 	"\x03ack\x18\x01 \x01(\v2\r.vigil.v1.AckH\x00R\x03ack\x12*\n" +
-	"\x06reject\x18\x02 \x01(\v2\x10.vigil.v1.RejectH\x00R\x06rejectB\x05\n" +
-	"\x03msg2N\n" +
+	"\x06reject\x18\x02 \x01(\v2\x10.vigil.v1.RejectH\x00R\x06reject\x12<\n" +
+	"\fsuppressions\x18\x03 \x01(\v2\x16.vigil.v1.SuppressionsH\x00R\fsuppressionsB\x05\n" +
+	"\x03msg\"\x9f\x02\n" +
+	"\vSuppression\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12\x10\n" +
+	"\x03exe\x18\x03 \x01(\tR\x03exe\x12\x1d\n" +
+	"\n" +
+	"parent_exe\x18\x04 \x01(\tR\tparentExe\x12\x1f\n" +
+	"\vremote_host\x18\x05 \x01(\tR\n" +
+	"remoteHost\x12\x16\n" +
+	"\x06object\x18\x06 \x01(\tR\x06object\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x120\n" +
+	"\x05added\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05added\x12\x0e\n" +
+	"\x02by\x18\t \x01(\tR\x02by\x12\x12\n" +
+	"\x04note\x18\n" +
+	" \x01(\tR\x04note\"j\n" +
+	"\fSuppressions\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x129\n" +
+	"\fsuppressions\x18\x02 \x03(\v2\x15.vigil.v1.SuppressionR\fsuppressions2N\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.vigil.v1.AgentMessage\x1a\x17.vigil.v1.ServerMessage(\x010\x01B6Z4github.com/vigil-sensor/vigil/proto/vigil/v1;vigilv1b\x06proto3"
 
@@ -621,35 +926,42 @@ func file_vigil_v1_agent_proto_rawDescGZIP() []byte {
 	return file_vigil_v1_agent_proto_rawDescData
 }
 
-var file_vigil_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_vigil_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_vigil_v1_agent_proto_goTypes = []any{
 	(*Hello)(nil),                 // 0: vigil.v1.Hello
 	(*Heartbeat)(nil),             // 1: vigil.v1.Heartbeat
 	(*IncidentReport)(nil),        // 2: vigil.v1.IncidentReport
 	(*AgentMessage)(nil),          // 3: vigil.v1.AgentMessage
-	(*Ack)(nil),                   // 4: vigil.v1.Ack
-	(*Reject)(nil),                // 5: vigil.v1.Reject
-	(*ServerMessage)(nil),         // 6: vigil.v1.ServerMessage
-	nil,                           // 7: vigil.v1.Heartbeat.EventsLostEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*Incident)(nil),              // 9: vigil.v1.Incident
+	(*SuppressionsApplied)(nil),   // 4: vigil.v1.SuppressionsApplied
+	(*Ack)(nil),                   // 5: vigil.v1.Ack
+	(*Reject)(nil),                // 6: vigil.v1.Reject
+	(*ServerMessage)(nil),         // 7: vigil.v1.ServerMessage
+	(*Suppression)(nil),           // 8: vigil.v1.Suppression
+	(*Suppressions)(nil),          // 9: vigil.v1.Suppressions
+	nil,                           // 10: vigil.v1.Heartbeat.EventsLostEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*Incident)(nil),              // 12: vigil.v1.Incident
 }
 var file_vigil_v1_agent_proto_depIdxs = []int32{
-	8, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	7, // 1: vigil.v1.Heartbeat.events_lost:type_name -> vigil.v1.Heartbeat.EventsLostEntry
-	9, // 2: vigil.v1.IncidentReport.incident:type_name -> vigil.v1.Incident
-	0, // 3: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
-	1, // 4: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
-	2, // 5: vigil.v1.AgentMessage.incident:type_name -> vigil.v1.IncidentReport
-	4, // 6: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
-	5, // 7: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
-	3, // 8: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
-	6, // 9: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	11, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	10, // 1: vigil.v1.Heartbeat.events_lost:type_name -> vigil.v1.Heartbeat.EventsLostEntry
+	12, // 2: vigil.v1.IncidentReport.incident:type_name -> vigil.v1.Incident
+	0,  // 3: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
+	1,  // 4: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
+	2,  // 5: vigil.v1.AgentMessage.incident:type_name -> vigil.v1.IncidentReport
+	4,  // 6: vigil.v1.AgentMessage.suppressions_applied:type_name -> vigil.v1.SuppressionsApplied
+	5,  // 7: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
+	6,  // 8: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
+	9,  // 9: vigil.v1.ServerMessage.suppressions:type_name -> vigil.v1.Suppressions
+	11, // 10: vigil.v1.Suppression.added:type_name -> google.protobuf.Timestamp
+	8,  // 11: vigil.v1.Suppressions.suppressions:type_name -> vigil.v1.Suppression
+	3,  // 12: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
+	7,  // 13: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_agent_proto_init() }
@@ -662,10 +974,12 @@ func file_vigil_v1_agent_proto_init() {
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Incident)(nil),
+		(*AgentMessage_SuppressionsApplied)(nil),
 	}
-	file_vigil_v1_agent_proto_msgTypes[6].OneofWrappers = []any{
+	file_vigil_v1_agent_proto_msgTypes[7].OneofWrappers = []any{
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_Reject)(nil),
+		(*ServerMessage_Suppressions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -673,7 +987,7 @@ func file_vigil_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_agent_proto_rawDesc), len(file_vigil_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

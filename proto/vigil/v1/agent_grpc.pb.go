@@ -33,6 +33,13 @@ type AgentServiceClient interface {
 	// report once it is stored, or rejects it when it is invalid (a missing
 	// incident or id, an id that is not a UUID, another host's incident).
 	// Reports are idempotent by incident id.
+	//
+	// The server sends a Suppressions message for each incident of the host
+	// labelled BENIGN: for every such incident right after the hello (so an
+	// agent that was away gets the verdicts it missed), then for each one
+	// labelled while the agent is connected. The same incident may be sent
+	// more than once (at every connect, after a new revision); the agent
+	// adds what it does not have yet and answers with SuppressionsApplied.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, ServerMessage], error)
 }
 
@@ -68,6 +75,13 @@ type AgentServiceServer interface {
 	// report once it is stored, or rejects it when it is invalid (a missing
 	// incident or id, an id that is not a UUID, another host's incident).
 	// Reports are idempotent by incident id.
+	//
+	// The server sends a Suppressions message for each incident of the host
+	// labelled BENIGN: for every such incident right after the hello (so an
+	// agent that was away gets the verdicts it missed), then for each one
+	// labelled while the agent is connected. The same incident may be sent
+	// more than once (at every connect, after a new revision); the agent
+	// adds what it does not have yet and answers with SuppressionsApplied.
 	Connect(grpc.BidiStreamingServer[AgentMessage, ServerMessage]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }

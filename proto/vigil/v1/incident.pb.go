@@ -90,6 +90,128 @@ func (Severity) EnumDescriptor() ([]byte, []int) {
 	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{0}
 }
 
+// TriageStatus is where an incident is in the analysts' work.
+type TriageStatus int32
+
+const (
+	// TRIAGE_STATUS_UNSPECIFIED is the zero value: in a filter it matches
+	// every status, in UpdateIncidentRequest it leaves the status as it is.
+	// A stored incident never has it.
+	TriageStatus_TRIAGE_STATUS_UNSPECIFIED TriageStatus = 0
+	// TRIAGE_STATUS_OPEN is nobody has taken the incident yet (the default).
+	TriageStatus_TRIAGE_STATUS_OPEN TriageStatus = 1
+	// TRIAGE_STATUS_ACKNOWLEDGED is an analyst is looking at it.
+	TriageStatus_TRIAGE_STATUS_ACKNOWLEDGED TriageStatus = 2
+	// TRIAGE_STATUS_RESOLVED is the analysts are done with it.
+	TriageStatus_TRIAGE_STATUS_RESOLVED TriageStatus = 3
+)
+
+// Enum value maps for TriageStatus.
+var (
+	TriageStatus_name = map[int32]string{
+		0: "TRIAGE_STATUS_UNSPECIFIED",
+		1: "TRIAGE_STATUS_OPEN",
+		2: "TRIAGE_STATUS_ACKNOWLEDGED",
+		3: "TRIAGE_STATUS_RESOLVED",
+	}
+	TriageStatus_value = map[string]int32{
+		"TRIAGE_STATUS_UNSPECIFIED":  0,
+		"TRIAGE_STATUS_OPEN":         1,
+		"TRIAGE_STATUS_ACKNOWLEDGED": 2,
+		"TRIAGE_STATUS_RESOLVED":     3,
+	}
+)
+
+func (x TriageStatus) Enum() *TriageStatus {
+	p := new(TriageStatus)
+	*p = x
+	return p
+}
+
+func (x TriageStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TriageStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_vigil_v1_incident_proto_enumTypes[1].Descriptor()
+}
+
+func (TriageStatus) Type() protoreflect.EnumType {
+	return &file_vigil_v1_incident_proto_enumTypes[1]
+}
+
+func (x TriageStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TriageStatus.Descriptor instead.
+func (TriageStatus) EnumDescriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{1}
+}
+
+// Label is an analyst's verdict on an incident.
+type Label int32
+
+const (
+	// LABEL_UNSPECIFIED is the zero value: in a filter it matches every
+	// label, in UpdateIncidentRequest it leaves the label as it is. A stored
+	// incident never has it.
+	Label_LABEL_UNSPECIFIED Label = 0
+	// LABEL_UNLABELLED is no verdict yet (the default); setting it withdraws
+	// an earlier label.
+	Label_LABEL_UNLABELLED Label = 1
+	// LABEL_BENIGN is expected behaviour. The server then sends the
+	// incident's host suppressions derived from it (see
+	// AgentService.Connect), so the same behaviour stops raising incidents
+	// there.
+	Label_LABEL_BENIGN Label = 2
+	// LABEL_MALICIOUS is a real attack.
+	Label_LABEL_MALICIOUS Label = 3
+)
+
+// Enum value maps for Label.
+var (
+	Label_name = map[int32]string{
+		0: "LABEL_UNSPECIFIED",
+		1: "LABEL_UNLABELLED",
+		2: "LABEL_BENIGN",
+		3: "LABEL_MALICIOUS",
+	}
+	Label_value = map[string]int32{
+		"LABEL_UNSPECIFIED": 0,
+		"LABEL_UNLABELLED":  1,
+		"LABEL_BENIGN":      2,
+		"LABEL_MALICIOUS":   3,
+	}
+)
+
+func (x Label) Enum() *Label {
+	p := new(Label)
+	*p = x
+	return p
+}
+
+func (x Label) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Label) Descriptor() protoreflect.EnumDescriptor {
+	return file_vigil_v1_incident_proto_enumTypes[2].Descriptor()
+}
+
+func (Label) Type() protoreflect.EnumType {
+	return &file_vigil_v1_incident_proto_enumTypes[2]
+}
+
+func (x Label) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Label.Descriptor instead.
+func (Label) EnumDescriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{2}
+}
+
 // Process is one process as the agent knew it when the incident was built.
 // A process is identified by (pid, start_time), never by pid alone.
 type Process struct {
@@ -520,7 +642,13 @@ type Incident struct {
 	// by one or more with each incident stored and is 0 until stored.
 	Cursor uint64 `protobuf:"varint,20,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// received_time is when the server stored the incident.
-	ReceivedTime  *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=received_time,json=receivedTime,proto3" json:"received_time,omitempty"`
+	ReceivedTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=received_time,json=receivedTime,proto3" json:"received_time,omitempty"`
+	// triage is the analysts' view of the incident: status, label and notes.
+	// The server keeps it apart from what the agent reports: a new revision
+	// from the agent never changes it, and agents never set it (the server
+	// drops a triage an agent sends). Unset until an analyst first updates the
+	// incident; an unset triage means status OPEN and label UNLABELLED.
+	Triage        *Triage `protobuf:"bytes,22,opt,name=triage,proto3" json:"triage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +830,170 @@ func (x *Incident) GetReceivedTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Incident) GetTriage() *Triage {
+	if x != nil {
+		return x.Triage
+	}
+	return nil
+}
+
+// Note is one comment an analyst added to an incident.
+type Note struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// time is when the server recorded the note.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// author is who wrote it, as given in UpdateIncidentRequest.author.
+	Author string `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	// text is the note, at most 4 KiB of UTF-8.
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Note) Reset() {
+	*x = Note{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Note) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Note) ProtoMessage() {}
+
+func (x *Note) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Note.ProtoReflect.Descriptor instead.
+func (*Note) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Note) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Note) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *Note) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+// Triage is the analysts' state of an incident, kept by the server apart
+// from the incident the agent reported.
+type Triage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is where the incident is in the analysts' work.
+	Status TriageStatus `protobuf:"varint,1,opt,name=status,proto3,enum=vigil.v1.TriageStatus" json:"status,omitempty"`
+	// label is the analysts' verdict.
+	Label Label `protobuf:"varint,2,opt,name=label,proto3,enum=vigil.v1.Label" json:"label,omitempty"`
+	// notes are the analysts' comments, oldest first. Notes are only ever
+	// appended.
+	Notes []*Note `protobuf:"bytes,3,rep,name=notes,proto3" json:"notes,omitempty"`
+	// updated_time is when the triage last changed.
+	UpdatedTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_time,json=updatedTime,proto3" json:"updated_time,omitempty"`
+	// label_time is when the label was last set to its current value.
+	LabelTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=label_time,json=labelTime,proto3" json:"label_time,omitempty"`
+	// label_author is who set the current label.
+	LabelAuthor   string `protobuf:"bytes,6,opt,name=label_author,json=labelAuthor,proto3" json:"label_author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Triage) Reset() {
+	*x = Triage{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Triage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Triage) ProtoMessage() {}
+
+func (x *Triage) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Triage.ProtoReflect.Descriptor instead.
+func (*Triage) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Triage) GetStatus() TriageStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TriageStatus_TRIAGE_STATUS_UNSPECIFIED
+}
+
+func (x *Triage) GetLabel() Label {
+	if x != nil {
+		return x.Label
+	}
+	return Label_LABEL_UNSPECIFIED
+}
+
+func (x *Triage) GetNotes() []*Note {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+func (x *Triage) GetUpdatedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedTime
+	}
+	return nil
+}
+
+func (x *Triage) GetLabelTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LabelTime
+	}
+	return nil
+}
+
+func (x *Triage) GetLabelAuthor() string {
+	if x != nil {
+		return x.LabelAuthor
+	}
+	return ""
+}
+
 // Signal is one detection that is part of an incident's timeline.
 type Signal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -743,7 +1035,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1047,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[4]
+	mi := &file_vigil_v1_incident_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1060,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{4}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Signal) GetTime() *timestamppb.Timestamp {
@@ -886,7 +1178,7 @@ type RecommendedAction struct {
 
 func (x *RecommendedAction) Reset() {
 	*x = RecommendedAction{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1190,7 @@ func (x *RecommendedAction) String() string {
 func (*RecommendedAction) ProtoMessage() {}
 
 func (x *RecommendedAction) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[5]
+	mi := &file_vigil_v1_incident_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1203,7 @@ func (x *RecommendedAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommendedAction.ProtoReflect.Descriptor instead.
 func (*RecommendedAction) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecommendedAction) GetAction() string {
@@ -973,7 +1265,7 @@ type ActionRecord struct {
 
 func (x *ActionRecord) Reset() {
 	*x = ActionRecord{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1277,7 @@ func (x *ActionRecord) String() string {
 func (*ActionRecord) ProtoMessage() {}
 
 func (x *ActionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[6]
+	mi := &file_vigil_v1_incident_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1290,7 @@ func (x *ActionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionRecord.ProtoReflect.Descriptor instead.
 func (*ActionRecord) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ActionRecord) GetId() string {
@@ -1093,14 +1385,20 @@ type IncidentFilter struct {
 	// min_severity keeps incidents at least this severe.
 	MinSeverity Severity `protobuf:"varint,2,opt,name=min_severity,json=minSeverity,proto3,enum=vigil.v1.Severity" json:"min_severity,omitempty"`
 	// rule_id keeps incidents raised by this rule only.
-	RuleId        string `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	RuleId string `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// status keeps incidents with this triage status only (an incident never
+	// triaged is OPEN).
+	Status TriageStatus `protobuf:"varint,4,opt,name=status,proto3,enum=vigil.v1.TriageStatus" json:"status,omitempty"`
+	// label keeps incidents with this label only (an incident never
+	// triaged is UNLABELLED).
+	Label         Label `protobuf:"varint,5,opt,name=label,proto3,enum=vigil.v1.Label" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IncidentFilter) Reset() {
 	*x = IncidentFilter{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1410,7 @@ func (x *IncidentFilter) String() string {
 func (*IncidentFilter) ProtoMessage() {}
 
 func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[7]
+	mi := &file_vigil_v1_incident_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1423,7 @@ func (x *IncidentFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncidentFilter.ProtoReflect.Descriptor instead.
 func (*IncidentFilter) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{7}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IncidentFilter) GetHostId() string {
@@ -1149,6 +1447,20 @@ func (x *IncidentFilter) GetRuleId() string {
 	return ""
 }
 
+func (x *IncidentFilter) GetStatus() TriageStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TriageStatus_TRIAGE_STATUS_UNSPECIFIED
+}
+
+func (x *IncidentFilter) GetLabel() Label {
+	if x != nil {
+		return x.Label
+	}
+	return Label_LABEL_UNSPECIFIED
+}
+
 // ListIncidentsRequest asks for stored incidents, newest first.
 type ListIncidentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1164,7 +1476,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[8]
+	mi := &file_vigil_v1_incident_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1488,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[8]
+	mi := &file_vigil_v1_incident_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1501,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{8}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListIncidentsRequest) GetFilter() *IncidentFilter {
@@ -1226,7 +1538,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[9]
+	mi := &file_vigil_v1_incident_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1550,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[9]
+	mi := &file_vigil_v1_incident_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1563,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{9}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -1279,7 +1591,7 @@ type GetIncidentRequest struct {
 
 func (x *GetIncidentRequest) Reset() {
 	*x = GetIncidentRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[10]
+	mi := &file_vigil_v1_incident_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1603,7 @@ func (x *GetIncidentRequest) String() string {
 func (*GetIncidentRequest) ProtoMessage() {}
 
 func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[10]
+	mi := &file_vigil_v1_incident_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,12 +1616,96 @@ func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIncidentRequest.ProtoReflect.Descriptor instead.
 func (*GetIncidentRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{10}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetIncidentRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+// UpdateIncidentRequest changes the triage of one incident. Fields left
+// at their zero value are not changed; at least one must be set.
+type UpdateIncidentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the incident id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// status is the new status, or UNSPECIFIED to keep the current one.
+	Status TriageStatus `protobuf:"varint,2,opt,name=status,proto3,enum=vigil.v1.TriageStatus" json:"status,omitempty"`
+	// label is the new label, or UNSPECIFIED to keep the current one.
+	Label Label `protobuf:"varint,3,opt,name=label,proto3,enum=vigil.v1.Label" json:"label,omitempty"`
+	// note, when not empty, is appended to the notes (at most 4 KiB).
+	Note string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	// author names who makes the change (at most 256 bytes); it is recorded
+	// with the note and the label.
+	Author        string `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateIncidentRequest) Reset() {
+	*x = UpdateIncidentRequest{}
+	mi := &file_vigil_v1_incident_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateIncidentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateIncidentRequest) ProtoMessage() {}
+
+func (x *UpdateIncidentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_incident_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateIncidentRequest.ProtoReflect.Descriptor instead.
+func (*UpdateIncidentRequest) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpdateIncidentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpdateIncidentRequest) GetStatus() TriageStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TriageStatus_TRIAGE_STATUS_UNSPECIFIED
+}
+
+func (x *UpdateIncidentRequest) GetLabel() Label {
+	if x != nil {
+		return x.Label
+	}
+	return Label_LABEL_UNSPECIFIED
+}
+
+func (x *UpdateIncidentRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *UpdateIncidentRequest) GetAuthor() string {
+	if x != nil {
+		return x.Author
 	}
 	return ""
 }
@@ -1329,7 +1725,7 @@ type StreamIncidentsRequest struct {
 
 func (x *StreamIncidentsRequest) Reset() {
 	*x = StreamIncidentsRequest{}
-	mi := &file_vigil_v1_incident_proto_msgTypes[11]
+	mi := &file_vigil_v1_incident_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1737,7 @@ func (x *StreamIncidentsRequest) String() string {
 func (*StreamIncidentsRequest) ProtoMessage() {}
 
 func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_incident_proto_msgTypes[11]
+	mi := &file_vigil_v1_incident_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1750,7 @@ func (x *StreamIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*StreamIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{11}
+	return file_vigil_v1_incident_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamIncidentsRequest) GetFilter() *IncidentFilter {
@@ -1413,7 +1809,7 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\ttactic_id\x18\x01 \x01(\tR\btacticId\x12\x16\n" +
 	"\x06tactic\x18\x02 \x01(\tR\x06tactic\x12!\n" +
 	"\ftechnique_id\x18\x03 \x01(\tR\vtechniqueId\x12\x1c\n" +
-	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\xa9\x06\n" +
+	"\ttechnique\x18\x04 \x01(\tR\ttechnique\"\xd3\x06\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x1a\n" +
@@ -1436,7 +1832,20 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\arelated\x18\x12 \x03(\v2\x11.vigil.v1.ProcessR\arelated\x120\n" +
 	"\aactions\x18\x13 \x03(\v2\x16.vigil.v1.ActionRecordR\aactions\x12\x16\n" +
 	"\x06cursor\x18\x14 \x01(\x04R\x06cursor\x12?\n" +
-	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\"\x9d\x03\n" +
+	"\rreceived_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freceivedTime\x12(\n" +
+	"\x06triage\x18\x16 \x01(\v2\x10.vigil.v1.TriageR\x06triage\"b\n" +
+	"\x04Note\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\"\xa2\x02\n" +
+	"\x06Triage\x12.\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x16.vigil.v1.TriageStatusR\x06status\x12%\n" +
+	"\x05label\x18\x02 \x01(\x0e2\x0f.vigil.v1.LabelR\x05label\x12$\n" +
+	"\x05notes\x18\x03 \x03(\v2\x0e.vigil.v1.NoteR\x05notes\x12=\n" +
+	"\fupdated_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vupdatedTime\x129\n" +
+	"\n" +
+	"label_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tlabelTime\x12!\n" +
+	"\flabel_author\x18\x06 \x01(\tR\vlabelAuthor\"\x9d\x03\n" +
 	"\x06Signal\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x17\n" +
@@ -1474,11 +1883,13 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\vduration_us\x18\v \x01(\x04R\n" +
 	"durationUs\x12\x1f\n" +
 	"\vincident_id\x18\f \x01(\tR\n" +
-	"incidentId\"y\n" +
+	"incidentId\"\xd0\x01\n" +
 	"\x0eIncidentFilter\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x125\n" +
 	"\fmin_severity\x18\x02 \x01(\x0e2\x12.vigil.v1.SeverityR\vminSeverity\x12\x17\n" +
-	"\arule_id\x18\x03 \x01(\tR\x06ruleId\"\x84\x01\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x12.\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x16.vigil.v1.TriageStatusR\x06status\x12%\n" +
+	"\x05label\x18\x05 \x01(\x0e2\x0f.vigil.v1.LabelR\x05label\"\x84\x01\n" +
 	"\x14ListIncidentsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.vigil.v1.IncidentFilterR\x06filter\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
@@ -1488,7 +1899,13 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\tincidents\x18\x01 \x03(\v2\x12.vigil.v1.IncidentR\tincidents\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"$\n" +
 	"\x12GetIncidentRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"m\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xaa\x01\n" +
+	"\x15UpdateIncidentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x16.vigil.v1.TriageStatusR\x06status\x12%\n" +
+	"\x05label\x18\x03 \x01(\x0e2\x0f.vigil.v1.LabelR\x05label\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12\x16\n" +
+	"\x06author\x18\x05 \x01(\tR\x06author\"m\n" +
 	"\x16StreamIncidentsRequest\x120\n" +
 	"\x06filter\x18\x01 \x01(\v2\x18.vigil.v1.IncidentFilterR\x06filter\x12!\n" +
 	"\fafter_cursor\x18\x02 \x01(\x04R\vafterCursor*\x88\x01\n" +
@@ -1498,11 +1915,22 @@ const file_vigil_v1_incident_proto_rawDesc = "" +
 	"\fSEVERITY_LOW\x10\x02\x12\x13\n" +
 	"\x0fSEVERITY_MEDIUM\x10\x03\x12\x11\n" +
 	"\rSEVERITY_HIGH\x10\x04\x12\x15\n" +
-	"\x11SEVERITY_CRITICAL\x10\x052\xef\x01\n" +
+	"\x11SEVERITY_CRITICAL\x10\x05*\x81\x01\n" +
+	"\fTriageStatus\x12\x1d\n" +
+	"\x19TRIAGE_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12TRIAGE_STATUS_OPEN\x10\x01\x12\x1e\n" +
+	"\x1aTRIAGE_STATUS_ACKNOWLEDGED\x10\x02\x12\x1a\n" +
+	"\x16TRIAGE_STATUS_RESOLVED\x10\x03*[\n" +
+	"\x05Label\x12\x15\n" +
+	"\x11LABEL_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10LABEL_UNLABELLED\x10\x01\x12\x10\n" +
+	"\fLABEL_BENIGN\x10\x02\x12\x13\n" +
+	"\x0fLABEL_MALICIOUS\x10\x032\xb6\x02\n" +
 	"\x0fIncidentService\x12P\n" +
 	"\rListIncidents\x12\x1e.vigil.v1.ListIncidentsRequest\x1a\x1f.vigil.v1.ListIncidentsResponse\x12?\n" +
 	"\vGetIncident\x12\x1c.vigil.v1.GetIncidentRequest\x1a\x12.vigil.v1.Incident\x12I\n" +
-	"\x0fStreamIncidents\x12 .vigil.v1.StreamIncidentsRequest\x1a\x12.vigil.v1.Incident0\x01B6Z4github.com/vigil-sensor/vigil/proto/vigil/v1;vigilv1b\x06proto3"
+	"\x0fStreamIncidents\x12 .vigil.v1.StreamIncidentsRequest\x1a\x12.vigil.v1.Incident0\x01\x12E\n" +
+	"\x0eUpdateIncident\x12\x1f.vigil.v1.UpdateIncidentRequest\x1a\x12.vigil.v1.IncidentB6Z4github.com/vigil-sensor/vigil/proto/vigil/v1;vigilv1b\x06proto3"
 
 var (
 	file_vigil_v1_incident_proto_rawDescOnce sync.Once
@@ -1516,57 +1944,75 @@ func file_vigil_v1_incident_proto_rawDescGZIP() []byte {
 	return file_vigil_v1_incident_proto_rawDescData
 }
 
-var file_vigil_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_vigil_v1_incident_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_vigil_v1_incident_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_vigil_v1_incident_proto_goTypes = []any{
 	(Severity)(0),                  // 0: vigil.v1.Severity
-	(*Process)(nil),                // 1: vigil.v1.Process
-	(*Login)(nil),                  // 2: vigil.v1.Login
-	(*Attack)(nil),                 // 3: vigil.v1.Attack
-	(*Incident)(nil),               // 4: vigil.v1.Incident
-	(*Signal)(nil),                 // 5: vigil.v1.Signal
-	(*RecommendedAction)(nil),      // 6: vigil.v1.RecommendedAction
-	(*ActionRecord)(nil),           // 7: vigil.v1.ActionRecord
-	(*IncidentFilter)(nil),         // 8: vigil.v1.IncidentFilter
-	(*ListIncidentsRequest)(nil),   // 9: vigil.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil),  // 10: vigil.v1.ListIncidentsResponse
-	(*GetIncidentRequest)(nil),     // 11: vigil.v1.GetIncidentRequest
-	(*StreamIncidentsRequest)(nil), // 12: vigil.v1.StreamIncidentsRequest
-	(*timestamppb.Timestamp)(nil),  // 13: google.protobuf.Timestamp
+	(TriageStatus)(0),              // 1: vigil.v1.TriageStatus
+	(Label)(0),                     // 2: vigil.v1.Label
+	(*Process)(nil),                // 3: vigil.v1.Process
+	(*Login)(nil),                  // 4: vigil.v1.Login
+	(*Attack)(nil),                 // 5: vigil.v1.Attack
+	(*Incident)(nil),               // 6: vigil.v1.Incident
+	(*Note)(nil),                   // 7: vigil.v1.Note
+	(*Triage)(nil),                 // 8: vigil.v1.Triage
+	(*Signal)(nil),                 // 9: vigil.v1.Signal
+	(*RecommendedAction)(nil),      // 10: vigil.v1.RecommendedAction
+	(*ActionRecord)(nil),           // 11: vigil.v1.ActionRecord
+	(*IncidentFilter)(nil),         // 12: vigil.v1.IncidentFilter
+	(*ListIncidentsRequest)(nil),   // 13: vigil.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),  // 14: vigil.v1.ListIncidentsResponse
+	(*GetIncidentRequest)(nil),     // 15: vigil.v1.GetIncidentRequest
+	(*UpdateIncidentRequest)(nil),  // 16: vigil.v1.UpdateIncidentRequest
+	(*StreamIncidentsRequest)(nil), // 17: vigil.v1.StreamIncidentsRequest
+	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
 }
 var file_vigil_v1_incident_proto_depIdxs = []int32{
-	13, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
-	13, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
-	13, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
+	18, // 0: vigil.v1.Process.start_time:type_name -> google.protobuf.Timestamp
+	18, // 1: vigil.v1.Login.time:type_name -> google.protobuf.Timestamp
+	18, // 2: vigil.v1.Incident.time:type_name -> google.protobuf.Timestamp
 	0,  // 3: vigil.v1.Incident.severity:type_name -> vigil.v1.Severity
-	3,  // 4: vigil.v1.Incident.attack:type_name -> vigil.v1.Attack
-	1,  // 5: vigil.v1.Incident.process:type_name -> vigil.v1.Process
-	1,  // 6: vigil.v1.Incident.ancestors:type_name -> vigil.v1.Process
-	2,  // 7: vigil.v1.Incident.login:type_name -> vigil.v1.Login
-	5,  // 8: vigil.v1.Incident.signals:type_name -> vigil.v1.Signal
-	6,  // 9: vigil.v1.Incident.recommended_actions:type_name -> vigil.v1.RecommendedAction
-	1,  // 10: vigil.v1.Incident.related:type_name -> vigil.v1.Process
-	7,  // 11: vigil.v1.Incident.actions:type_name -> vigil.v1.ActionRecord
-	13, // 12: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
-	13, // 13: vigil.v1.Signal.time:type_name -> google.protobuf.Timestamp
-	0,  // 14: vigil.v1.Signal.severity:type_name -> vigil.v1.Severity
-	3,  // 15: vigil.v1.Signal.attack:type_name -> vigil.v1.Attack
-	13, // 16: vigil.v1.ActionRecord.time:type_name -> google.protobuf.Timestamp
-	0,  // 17: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
-	8,  // 18: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	4,  // 19: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
-	8,  // 20: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
-	9,  // 21: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
-	11, // 22: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
-	12, // 23: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
-	10, // 24: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
-	4,  // 25: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
-	4,  // 26: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
-	24, // [24:27] is the sub-list for method output_type
-	21, // [21:24] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 4: vigil.v1.Incident.attack:type_name -> vigil.v1.Attack
+	3,  // 5: vigil.v1.Incident.process:type_name -> vigil.v1.Process
+	3,  // 6: vigil.v1.Incident.ancestors:type_name -> vigil.v1.Process
+	4,  // 7: vigil.v1.Incident.login:type_name -> vigil.v1.Login
+	9,  // 8: vigil.v1.Incident.signals:type_name -> vigil.v1.Signal
+	10, // 9: vigil.v1.Incident.recommended_actions:type_name -> vigil.v1.RecommendedAction
+	3,  // 10: vigil.v1.Incident.related:type_name -> vigil.v1.Process
+	11, // 11: vigil.v1.Incident.actions:type_name -> vigil.v1.ActionRecord
+	18, // 12: vigil.v1.Incident.received_time:type_name -> google.protobuf.Timestamp
+	8,  // 13: vigil.v1.Incident.triage:type_name -> vigil.v1.Triage
+	18, // 14: vigil.v1.Note.time:type_name -> google.protobuf.Timestamp
+	1,  // 15: vigil.v1.Triage.status:type_name -> vigil.v1.TriageStatus
+	2,  // 16: vigil.v1.Triage.label:type_name -> vigil.v1.Label
+	7,  // 17: vigil.v1.Triage.notes:type_name -> vigil.v1.Note
+	18, // 18: vigil.v1.Triage.updated_time:type_name -> google.protobuf.Timestamp
+	18, // 19: vigil.v1.Triage.label_time:type_name -> google.protobuf.Timestamp
+	18, // 20: vigil.v1.Signal.time:type_name -> google.protobuf.Timestamp
+	0,  // 21: vigil.v1.Signal.severity:type_name -> vigil.v1.Severity
+	5,  // 22: vigil.v1.Signal.attack:type_name -> vigil.v1.Attack
+	18, // 23: vigil.v1.ActionRecord.time:type_name -> google.protobuf.Timestamp
+	0,  // 24: vigil.v1.IncidentFilter.min_severity:type_name -> vigil.v1.Severity
+	1,  // 25: vigil.v1.IncidentFilter.status:type_name -> vigil.v1.TriageStatus
+	2,  // 26: vigil.v1.IncidentFilter.label:type_name -> vigil.v1.Label
+	12, // 27: vigil.v1.ListIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	6,  // 28: vigil.v1.ListIncidentsResponse.incidents:type_name -> vigil.v1.Incident
+	1,  // 29: vigil.v1.UpdateIncidentRequest.status:type_name -> vigil.v1.TriageStatus
+	2,  // 30: vigil.v1.UpdateIncidentRequest.label:type_name -> vigil.v1.Label
+	12, // 31: vigil.v1.StreamIncidentsRequest.filter:type_name -> vigil.v1.IncidentFilter
+	13, // 32: vigil.v1.IncidentService.ListIncidents:input_type -> vigil.v1.ListIncidentsRequest
+	15, // 33: vigil.v1.IncidentService.GetIncident:input_type -> vigil.v1.GetIncidentRequest
+	17, // 34: vigil.v1.IncidentService.StreamIncidents:input_type -> vigil.v1.StreamIncidentsRequest
+	16, // 35: vigil.v1.IncidentService.UpdateIncident:input_type -> vigil.v1.UpdateIncidentRequest
+	14, // 36: vigil.v1.IncidentService.ListIncidents:output_type -> vigil.v1.ListIncidentsResponse
+	6,  // 37: vigil.v1.IncidentService.GetIncident:output_type -> vigil.v1.Incident
+	6,  // 38: vigil.v1.IncidentService.StreamIncidents:output_type -> vigil.v1.Incident
+	6,  // 39: vigil.v1.IncidentService.UpdateIncident:output_type -> vigil.v1.Incident
+	36, // [36:40] is the sub-list for method output_type
+	32, // [32:36] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_incident_proto_init() }
@@ -1579,8 +2025,8 @@ func file_vigil_v1_incident_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_incident_proto_rawDesc), len(file_vigil_v1_incident_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

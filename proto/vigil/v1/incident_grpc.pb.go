@@ -25,6 +25,7 @@ const (
 	IncidentService_ListIncidents_FullMethodName   = "/vigil.v1.IncidentService/ListIncidents"
 	IncidentService_GetIncident_FullMethodName     = "/vigil.v1.IncidentService/GetIncident"
 	IncidentService_StreamIncidents_FullMethodName = "/vigil.v1.IncidentService/StreamIncidents"
+	IncidentService_UpdateIncident_FullMethodName  = "/vigil.v1.IncidentService/UpdateIncident"
 )
 
 // IncidentServiceClient is the client API for IncidentService service.
@@ -45,6 +46,15 @@ type IncidentServiceClient interface {
 	// with FAILED_PRECONDITION when after_cursor is beyond the newest stored
 	// incident (the cursor came from another store).
 	StreamIncidents(ctx context.Context, in *StreamIncidentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Incident], error)
+	// UpdateIncident changes an incident's triage (status, label, a new note)
+	// and returns the incident as stored afterwards. Updates are atomic: two
+	// analysts updating at once both have their changes kept. A triage
+	// change moves the incident to a new cursor, like a new revision does,
+	// so streams deliver it again with its new triage. It fails with
+	// NOT_FOUND when no incident has that id and with INVALID_ARGUMENT,
+	// naming the field, for an unknown status or label, an over-long note or
+	// author, or a request that changes nothing.
+	UpdateIncident(ctx context.Context, in *UpdateIncidentRequest, opts ...grpc.CallOption) (*Incident, error)
 }
 
 type incidentServiceClient struct {
@@ -94,6 +104,16 @@ func (c *incidentServiceClient) StreamIncidents(ctx context.Context, in *StreamI
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type IncidentService_StreamIncidentsClient = grpc.ServerStreamingClient[Incident]
 
+func (c *incidentServiceClient) UpdateIncident(ctx context.Context, in *UpdateIncidentRequest, opts ...grpc.CallOption) (*Incident, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Incident)
+	err := c.cc.Invoke(ctx, IncidentService_UpdateIncident_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IncidentServiceServer is the server API for IncidentService service.
 // All implementations must embed UnimplementedIncidentServiceServer
 // for forward compatibility.
@@ -112,6 +132,15 @@ type IncidentServiceServer interface {
 	// with FAILED_PRECONDITION when after_cursor is beyond the newest stored
 	// incident (the cursor came from another store).
 	StreamIncidents(*StreamIncidentsRequest, grpc.ServerStreamingServer[Incident]) error
+	// UpdateIncident changes an incident's triage (status, label, a new note)
+	// and returns the incident as stored afterwards. Updates are atomic: two
+	// analysts updating at once both have their changes kept. A triage
+	// change moves the incident to a new cursor, like a new revision does,
+	// so streams deliver it again with its new triage. It fails with
+	// NOT_FOUND when no incident has that id and with INVALID_ARGUMENT,
+	// naming the field, for an unknown status or label, an over-long note or
+	// author, or a request that changes nothing.
+	UpdateIncident(context.Context, *UpdateIncidentRequest) (*Incident, error)
 	mustEmbedUnimplementedIncidentServiceServer()
 }
 
@@ -130,6 +159,9 @@ func (UnimplementedIncidentServiceServer) GetIncident(context.Context, *GetIncid
 }
 func (UnimplementedIncidentServiceServer) StreamIncidents(*StreamIncidentsRequest, grpc.ServerStreamingServer[Incident]) error {
 	return status.Error(codes.Unimplemented, "method StreamIncidents not implemented")
+}
+func (UnimplementedIncidentServiceServer) UpdateIncident(context.Context, *UpdateIncidentRequest) (*Incident, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateIncident not implemented")
 }
 func (UnimplementedIncidentServiceServer) mustEmbedUnimplementedIncidentServiceServer() {}
 func (UnimplementedIncidentServiceServer) testEmbeddedByValue()                         {}
@@ -199,6 +231,24 @@ func _IncidentService_StreamIncidents_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type IncidentService_StreamIncidentsServer = grpc.ServerStreamingServer[Incident]
 
+func _IncidentService_UpdateIncident_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateIncidentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IncidentServiceServer).UpdateIncident(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IncidentService_UpdateIncident_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IncidentServiceServer).UpdateIncident(ctx, req.(*UpdateIncidentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IncidentService_ServiceDesc is the grpc.ServiceDesc for IncidentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -213,6 +263,10 @@ var IncidentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetIncident",
 			Handler:    _IncidentService_GetIncident_Handler,
+		},
+		{
+			MethodName: "UpdateIncident",
+			Handler:    _IncidentService_UpdateIncident_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

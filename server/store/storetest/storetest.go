@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"Persistence", testPersistence},
 		{"ConcurrentPuts", testConcurrentPuts},
 	}
+	tests = append(tests, triageTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
