@@ -170,6 +170,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer resp.close()
+	// Commands from the server go through the same engine as operators'.
+	client.OnAction = resp.onAction
 	resp.attachNetwork(cfg.Agent)
 	resp.attachProcesses(cfg.Agent.StateDir)
 	resp.attachFiles(cfg.Agent.StateDir)

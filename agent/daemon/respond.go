@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -238,6 +239,21 @@ func (r *responder) handle(req control.Request) control.Reply {
 		return control.Reply{Status: fmt.Sprintf("mode %s; held %v", r.engine.Mode, r.engine.Held())}
 	}
 	return control.Reply{Error: fmt.Sprintf("unknown op %q", req.Op)}
+}
+
+// onAction carries out an action command from the server exactly like an
+// operator's request on the control socket: the same engine, safety rules,
+// mode and audit log, with requester "server:" and the server's requester.
+func (r *responder) onAction(cmd *vigilv1.ActionCommand) *vigilv1.ActionRecord {
+	requester := cmd.GetRequester()
+	if requester == "" {
+		requester = "unknown"
+	}
+	return r.do(response.Request{
+		Action: cmd.GetAction(), Target: cmd.GetTarget(), IncidentID: cmd.GetIncidentId(),
+		Requester: "server:" + requester, Reason: cmd.GetReason(), DryRun: cmd.GetDryRun(),
+		TTL: time.Duration(cmd.GetTtlSeconds()) * time.Second,
+	})
 }
 
 // attachNetwork loads the network guard (host blocks, isolation, cgroup

@@ -3,7 +3,8 @@
 // not acknowledged after every reconnect, and reconnects with backoff. It
 // also takes the analysts' benign verdicts the server sends down the stream
 // and adds their suppressions to the agent's feedback file, which the
-// running agent rereads.
+// running agent rereads, and hands the server's action commands to the
+// agent's response engine, sending back the records.
 package transport
 
 import (
@@ -17,8 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-sensor/vigil/agent/feedback"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
@@ -55,6 +58,13 @@ type Client struct {
 	// server is told with SuppressionsApplied. When empty, such messages
 	// are logged and dropped.
 	FeedbackFile string
+	// OnAction, when set, carries out an ActionCommand from the server and
+	// returns the record to answer with; the daemon runs it through its
+	// response engine. It runs in a goroutine of its own, off the stream's
+	// receive loop, so a slow action delays nothing else; it may be called
+	// for several commands at once. When nil, commands are answered with a
+	// record whose result is "refused".
+	OnAction func(*vigilv1.ActionCommand) *vigilv1.ActionRecord
 
 	mu        sync.Mutex
 	nextSeq   uint64
@@ -180,8 +190,9 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 	// The receiver hands the answers to verdicts to this loop, the stream's
 	// only sender.
 	applied := make(chan *vigilv1.SuppressionsApplied, 64)
+	results := make(chan *vigilv1.ActionResult, 64)
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- c.receive(stream, applied) }()
+	go func() { recvErr <- c.receive(ctx, stream, applied, results) }()
 
 	c.setConnected(true)
 	defer c.setConnected(false)
@@ -213,6 +224,10 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 			if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_SuppressionsApplied{SuppressionsApplied: a}}); err != nil {
 				return fmt.Errorf("send suppressions applied: %w", err)
 			}
+		case r := <-results:
+			if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_ActionResult{ActionResult: r}}); err != nil {
+				return fmt.Errorf("send action result: %w", err)
+			}
 		case <-ticker.C:
 			if c.Heartbeat != nil {
 				if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: c.Heartbeat()}}); err != nil {
@@ -224,13 +239,24 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 }
 
 // receive takes the server's messages until the stream ends: it settles
-// acknowledged and rejected reports and applies verdicts, queueing their
-// answers on applied.
-func (c *Client) receive(stream grpc.BidiStreamingClient[vigilv1.AgentMessage, vigilv1.ServerMessage], applied chan<- *vigilv1.SuppressionsApplied) error {
+// acknowledged and rejected reports, applies verdicts, queueing their
+// answers on applied, and starts each action command, whose answer goes
+// on results.
+func (c *Client) receive(ctx context.Context, stream grpc.BidiStreamingClient[vigilv1.AgentMessage, vigilv1.ServerMessage],
+	applied chan<- *vigilv1.SuppressionsApplied, results chan<- *vigilv1.ActionResult) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			return fmt.Errorf("receive: %w", err)
+		}
+		if cmd := msg.GetActionCommand(); cmd != nil {
+			go func() {
+				r := &vigilv1.ActionResult{CommandId: cmd.GetCommandId(), Record: c.runAction(cmd)}
+				select {
+				case results <- r:
+				case <-ctx.Done(): // the stream is gone; the server answers its caller UNAVAILABLE
+				}
+			}()
 		}
 		if v := msg.GetSuppressions(); v != nil {
 			if a := c.applyVerdict(v); a != nil {
@@ -253,6 +279,22 @@ func (c *Client) receive(stream grpc.BidiStreamingClient[vigilv1.AgentMessage, v
 			c.logger().Error("server rejected incident", "incident_id", rej.IncidentId, "reason", rej.Reason)
 		}
 	}
+}
+
+// runAction carries out one command through OnAction.
+func (c *Client) runAction(cmd *vigilv1.ActionCommand) *vigilv1.ActionRecord {
+	log := c.logger().With("command_id", cmd.GetCommandId(), "action", cmd.GetAction(), "target", cmd.GetTarget())
+	log.Info("action requested by the server", "requester", cmd.GetRequester(), "dry_run", cmd.GetDryRun())
+	if c.OnAction == nil {
+		log.Warn("server sent an action command but this agent takes none; refused")
+		id, _ := uuid.NewV7()
+		return &vigilv1.ActionRecord{
+			Id: id.String(), Time: timestamppb.Now(), Action: cmd.GetAction(), Target: cmd.GetTarget(), IncidentId: cmd.GetIncidentId(),
+			Requester: "server:" + cmd.GetRequester(), Reason: cmd.GetReason(), DryRun: cmd.GetDryRun(),
+			Result: "refused", Detail: "this agent takes no action commands from the server",
+		}
+	}
+	return c.OnAction(cmd)
 }
 
 // applyVerdict appends the suppressions of one verdict to FeedbackFile and

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -44,13 +45,20 @@ import (
 // agent applies the suppressions idempotently, so resending at every
 // connect is harmless. Its cost is one indexed query per connected agent
 // each time the store changes.
+//
+// Action commands from ResponseService go down the same stream: the
+// stream's loop, its only sender, takes them from the commands router, and
+// the agent's ActionResults are stored (whether or not their caller still
+// waits) and handed back to the waiting call. A result whose record cannot
+// be stored is logged; the stream goes on.
 type AgentService struct {
 	vigilv1.UnimplementedAgentServiceServer
 
-	store store.Store
-	fleet *fleet.Registry
-	log   *slog.Logger
-	done  <-chan struct{}
+	store    store.Store
+	fleet    *fleet.Registry
+	commands *commands
+	log      *slog.Logger
+	done     <-chan struct{}
 }
 
 // recvResult is one result of stream.Recv.
@@ -91,6 +99,8 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 		"capabilities", hello.GetCapabilities())
 	a.fleet.Connected(hello, peerAddr)
 	defer a.fleet.Disconnected(hostID)
+	link := a.commands.attach(hostID)
+	defer a.commands.detach(hostID, link)
 
 	// Send the verdicts given while the agent was away, and take the change
 	// channel first so that a label given meanwhile wakes the loop.
@@ -124,9 +134,19 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 		case <-a.done:
 			log.Info("agent disconnected", "reason", "server shutting down")
 			return errShuttingDown
+		case <-ctx.Done():
+			// The receiver may see the end first and leave without a word.
+			log.Info("agent disconnected", "reason", ctx.Err())
+			return status.FromContextError(ctx.Err()).Err()
 		case <-changed:
 			changed = a.store.Changed()
 			if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+			continue
+		case cmd := <-link.send:
+			if err := stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_ActionCommand{ActionCommand: cmd}}); err != nil {
 				log.Warn("agent disconnected", "reason", err)
 				return err
 			}
@@ -170,9 +190,31 @@ func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 		log.Info("agent applied verdict", "incident_id", msg.SuppressionsApplied.GetIncidentId(),
 			"new_suppressions", msg.SuppressionsApplied.GetAdded())
 		return nil
+	case *vigilv1.AgentMessage_ActionResult:
+		a.actionResult(stream.Context(), log, hostID, msg.ActionResult)
+		return nil
 	default:
 		log.Warn("ignoring agent message of unknown kind")
 		return nil
+	}
+}
+
+// actionResult stores the record of an answered command and hands it to
+// the RequestAction call waiting for it. A result that comes too late for
+// its call is stored all the same. Failing to store it is logged and does
+// not end the stream: the record is in the agent's audit log too.
+func (a *AgentService) actionResult(ctx context.Context, log *slog.Logger, hostID string, res *vigilv1.ActionResult) {
+	rec := res.GetRecord()
+	log = log.With("command_id", res.GetCommandId())
+	if rec == nil {
+		log.Warn("action result without a record; ignored")
+		return
+	}
+	if _, err := a.store.PutAction(ctx, hostID, rec); err != nil {
+		log.Error("store action record", "action_id", rec.GetId(), "error", err)
+	}
+	if !a.commands.deliver(hostID, res) {
+		log.Warn("action result for no waiting request (too late or unknown)", "action_id", rec.GetId(), "result", rec.GetResult())
 	}
 }
 
@@ -239,6 +281,8 @@ func messageKind(m *vigilv1.AgentMessage) string {
 		return "incident"
 	case *vigilv1.AgentMessage_SuppressionsApplied:
 		return "suppressions_applied"
+	case *vigilv1.AgentMessage_ActionResult:
+		return "action_result"
 	default:
 		return "an empty or unknown message"
 	}

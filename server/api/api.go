@@ -1,6 +1,8 @@
 // Package api implements the server's gRPC services: AgentService, through
-// which agents report incidents, and IncidentService, through which
-// analysts and programs read them. It holds handlers only; listening,
+// which agents report incidents and answer commands, IncidentService,
+// through which analysts and programs read them, ResponseService, through
+// which they ask agents to respond, and FleetService, which lists the
+// agents. It holds handlers only; listening,
 // keepalive and shutdown of the gRPC server live in package grpcserver.
 package api
 
@@ -25,6 +27,10 @@ type Services struct {
 	Agent *AgentService
 	// Incident handles IncidentService.
 	Incident *IncidentService
+	// Response handles ResponseService.
+	Response *ResponseService
+	// Fleet handles FleetService.
+	Fleet *FleetService
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -34,9 +40,12 @@ type Services struct {
 // to log.
 func New(st store.Store, reg *fleet.Registry, log *slog.Logger) *Services {
 	done := make(chan struct{})
+	cmds := newCommands()
 	return &Services{
-		Agent:    &AgentService{store: st, fleet: reg, log: log, done: done},
+		Agent:    &AgentService{store: st, fleet: reg, commands: cmds, log: log, done: done},
 		Incident: &IncidentService{store: st, log: log, done: done},
+		Response: &ResponseService{store: st, commands: cmds, log: log},
+		Fleet:    &FleetService{fleet: reg},
 		done:     done,
 	}
 }
@@ -45,6 +54,8 @@ func New(st store.Store, reg *fleet.Registry, log *slog.Logger) *Services {
 func (s *Services) Register(r grpc.ServiceRegistrar) {
 	vigilv1.RegisterAgentServiceServer(r, s.Agent)
 	vigilv1.RegisterIncidentServiceServer(r, s.Incident)
+	vigilv1.RegisterResponseServiceServer(r, s.Response)
+	vigilv1.RegisterFleetServiceServer(r, s.Fleet)
 }
 
 // Shutdown ends every open stream (agent connections and incident streams)

@@ -105,7 +105,8 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.services = api.New(s.observed, s.fleet, log)
 	s.services.Register(s.grpc.Registrar())
-	for _, name := range []string{vigilv1.IncidentService_ServiceDesc.ServiceName, vigilv1.AgentService_ServiceDesc.ServiceName} {
+	for _, name := range []string{vigilv1.IncidentService_ServiceDesc.ServiceName, vigilv1.AgentService_ServiceDesc.ServiceName,
+		vigilv1.ResponseService_ServiceDesc.ServiceName, vigilv1.FleetService_ServiceDesc.ServiceName} {
 		s.grpc.Health().SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	if err := s.startConsole(cfg.ConsoleListen); err != nil {

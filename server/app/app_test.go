@@ -95,7 +95,9 @@ func TestHealthAndReflection(t *testing.T) {
 		"grpc.reflection.v1.ServerReflection",
 		"grpc.reflection.v1alpha.ServerReflection",
 		"vigil.v1.AgentService",
+		"vigil.v1.FleetService",
 		"vigil.v1.IncidentService",
+		"vigil.v1.ResponseService",
 	}
 	if !slices.Equal(names, want) {
 		t.Errorf("reflection lists %q, want %q", names, want)

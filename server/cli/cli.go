@@ -52,6 +52,7 @@ type app struct {
 }
 
 const topUsage = `vigilctl reads the incidents a Vigil server has stored.
+It also lists the server's agents and asks them to respond.
 
 Usage:
   vigilctl [--server ADDR] [--timeout DURATION] COMMAND ...
@@ -62,6 +63,9 @@ Commands:
   incidents show   show one incident with its process tree and triage
   incidents update set an incident's status or label, or add a note
   incidents export write incidents as OCSF (or Vigil) JSON lines
+  agents           list the agents, connected or recently seen
+  respond          ask a host's agent to carry out a response
+  actions          list the responses requested through the server
 
 Flags:
   --server ADDR        address of vigil-server, host:port
@@ -74,8 +78,10 @@ Examples:
   vigilctl incidents list --min-severity high
   VIGIL_SERVER=10.0.0.5:7470 vigilctl incidents tail --json
   vigilctl incidents show 01963c1e-7d2a-7b3c-9f1e-2a3b4c5d6e7f
+  vigilctl agents
 
-Run 'vigilctl incidents COMMAND --help' for the flags of each command.
+Run 'vigilctl incidents COMMAND --help' and 'vigilctl COMMAND --help' for
+the flags of each command.
 Exit status: 0 on success, 1 when the command failed (for example the
 server could not be reached), 2 when the command line was wrong.
 `
@@ -202,6 +208,12 @@ func (a *app) run(ctx context.Context, args []string, getenv func(string) string
 	switch rest[0] {
 	case "incidents", "incident":
 		return a.incidents(ctx, rest[1:])
+	case "agents":
+		return a.agents(ctx, rest[1:])
+	case "respond":
+		return a.respond(ctx, rest[1:])
+	case "actions":
+		return a.actions(ctx, rest[1:])
 	case "help":
 		fmt.Fprint(a.stdout, topUsage)
 		return nil
@@ -315,6 +327,10 @@ func (a *app) rpcError(what string, err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return fmt.Errorf("%s: %w", what, err)
+	}
+	if strings.HasPrefix(st.Message(), "agent of host") {
+		// The server is there; the host's agent is not, or did not answer.
+		return errors.New(st.Message())
 	}
 	switch st.Code() {
 	case codes.Unavailable:

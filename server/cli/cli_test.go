@@ -281,6 +281,9 @@ func TestHelp(t *testing.T) {
 		{[]string{"incidents", "list", "--help"}, "vigilctl incidents list prints stored incidents, newest first.\n"},
 		{[]string{"incidents", "tail", "-h"}, "vigilctl incidents tail prints every stored incident after a cursor,\n"},
 		{[]string{"incidents", "show", "--help"}, "vigilctl incidents show prints one incident: its details and its process\n"},
+		{[]string{"agents", "--help"}, "vigilctl agents lists the agents the server knows: every agent that has\n"},
+		{[]string{"respond", "--help"}, "vigilctl respond asks the agent of a host to carry out one response, and\n"},
+		{[]string{"actions", "--help"}, "vigilctl actions lists the actions requested through the server\n"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := run(t, nil, tt.args...)
@@ -493,5 +496,90 @@ func TestUpdate(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.err) {
 			t.Errorf("update %q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.err)
 		}
+	}
+}
+
+// TestAgents prints the agents table: a connected agent's hello and
+// heartbeat values, and its last-seen time.
+func TestAgents(t *testing.T) {
+	srv := startServer(t, "127.0.0.1:0", filepath.Join(t.TempDir(), "server.db"))
+	const host = "0f3c9a7e5b2d4c1a8e6f7a9b0c1d2e3f"
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := vigilv1.NewAgentServiceClient(conn).Connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*vigilv1.AgentMessage{
+		{Msg: &vigilv1.AgentMessage_Hello{Hello: &vigilv1.Hello{
+			HostId: host, Hostname: "web-1", KernelRelease: "6.8.0-45-generic", AgentVersion: "0.4.0",
+		}}},
+		{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: &vigilv1.Heartbeat{
+			EventsTotal: 1000, EventsLost: map[string]uint64{"net": 2, "file": 1, "process": 0},
+		}}},
+	} {
+		if err := stream.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if a, ok := srv.Fleet().Get(host); ok && a.LastHeartbeat != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never got the heartbeat")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a, _ := srv.Fleet().Get(host)
+	seen := a.LastSeen.UTC().Format(render.TimeFormat)
+
+	code, stdout, stderr := run(t, nil, "--server", srv.Addr(), "agents")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	want := "" +
+		"HOST                              HOSTNAME  VERSION  KERNEL            CONNECTED  LAST SEEN             LOSSES\n" +
+		host + "  web-1     0.4.0    6.8.0-45-generic  yes        " + seen + "  3 (file=1,net=2)\n"
+	if stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
+	}
+
+	// Once the agent has gone it is listed as not connected.
+	stream.CloseSend()
+	for {
+		if a, _ := srv.Fleet().Get(host); a.Connections == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never saw the agent go")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, stdout, _ = run(t, nil, "--server", srv.Addr(), "agents")
+	if !strings.Contains(stdout, "  no  ") {
+		t.Errorf("after disconnect:\n%s\nwant the agent not connected", stdout)
+	}
+}
+
+// TestRespondToAbsentHost names the host in the error when its agent is
+// not connected, and exits 1.
+func TestRespondToAbsentHost(t *testing.T) {
+	srv := startServer(t, "127.0.0.1:0", filepath.Join(t.TempDir(), "server.db"))
+	code, _, stderr := run(t, nil, "--server", srv.Addr(), "respond", "nohost", "kill", "pid:4242", "--dry-run")
+	if code != cli.ExitError || !strings.Contains(stderr, "agent of host nohost is not connected") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = run(t, nil, "--server", srv.Addr(), "respond", "nohost", "kill")
+	if code != cli.ExitUsage {
+		t.Errorf("respond without target: exit %d, stderr %q", code, stderr)
+	}
+	code, stdout, stderr := run(t, nil, "--server", srv.Addr(), "actions")
+	if code != cli.ExitOK || stdout != "TIME  HOST  ACTION  TARGET  RESULT  REQUESTER  INCIDENT  DETAIL\n" {
+		t.Errorf("actions on an empty store: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

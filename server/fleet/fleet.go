@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
@@ -126,4 +127,25 @@ func copyAgent(a *Agent) Agent {
 		c.LastHeartbeat = proto.Clone(a.LastHeartbeat).(*vigilv1.Heartbeat)
 	}
 	return c
+}
+
+// Proto returns the agent as the FleetService sends it.
+func (a Agent) Proto() *vigilv1.Agent {
+	out := &vigilv1.Agent{
+		HostId:        a.HostID,
+		Hostname:      a.Hello.GetHostname(),
+		Kernel:        a.Hello.GetKernelRelease(),
+		AgentVersion:  a.Hello.GetAgentVersion(),
+		Capabilities:  a.Hello.GetCapabilities(),
+		Connected:     a.Connections > 0,
+		LastHeartbeat: a.LastHeartbeat,
+		Peer:          a.Peer,
+	}
+	if !a.LastSeen.IsZero() {
+		out.LastSeen = timestamppb.New(a.LastSeen)
+	}
+	if !a.ConnectedAt.IsZero() {
+		out.ConnectedTime = timestamppb.New(a.ConnectedAt)
+	}
+	return out
 }

@@ -24,7 +24,7 @@ import (
 
 // pgSchemaVersion is stored in vigil_schema; a database written by a newer
 // server is refused rather than misread.
-const pgSchemaVersion = 2
+const pgSchemaVersion = 3
 
 // pgSchemaLock is the key of the advisory lock that serializes schema
 // creation, so that servers starting at the same time do not trip over
@@ -59,6 +59,16 @@ CREATE TABLE IF NOT EXISTS incident_cursor (
 	last     BIGINT  NOT NULL
 );
 INSERT INTO incident_cursor (last) VALUES (0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS actions (
+	cursor      BIGSERIAL PRIMARY KEY,
+	host_id     TEXT      NOT NULL,
+	id          TEXT      NOT NULL,
+	incident_id TEXT      NOT NULL,
+	body        BYTEA     NOT NULL,
+	UNIQUE (host_id, id)
+);
+CREATE INDEX IF NOT EXISTS actions_host_cursor ON actions (host_id, cursor);
+CREATE INDEX IF NOT EXISTS actions_incident_cursor ON actions (incident_id, cursor);
 `
 
 // pgTriage upgrades a version 1 schema, which had no triage, and creates

@@ -18,7 +18,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer
 // server is refused rather than misread.
-const schemaVersion = 3
+const schemaVersion = 4
 
 const schema = `
 CREATE TABLE IF NOT EXISTS incidents (
@@ -37,7 +37,19 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_host_cursor ON incidents (host_id, cursor);
 CREATE INDEX IF NOT EXISTS incidents_rule_cursor ON incidents (rule_id, cursor);
 CREATE INDEX IF NOT EXISTS incidents_severity_cursor ON incidents (severity, cursor);
+CREATE TABLE IF NOT EXISTS actions (
+	cursor      INTEGER PRIMARY KEY AUTOINCREMENT,
+	host_id     TEXT    NOT NULL,
+	id          TEXT    NOT NULL,
+	incident_id TEXT    NOT NULL,
+	body        BLOB    NOT NULL,
+	UNIQUE (host_id, id)
+);
+CREATE INDEX IF NOT EXISTS actions_incident_cursor ON actions (incident_id, cursor);
 `
+
+// The actions table came with version 4; older files get it from the
+// schema's CREATE TABLE IF NOT EXISTS.
 
 // triageColumns are the analysts' triage, kept apart from body (what the
 // agent reported) so that a new revision cannot overwrite it. status and

@@ -120,4 +120,13 @@ func TestSQLiteUpgradesSchema1(t *testing.T) {
 	if err != nil || triaged.GetTriage().GetStatus() != vigilv1.TriageStatus_TRIAGE_STATUS_RESOLVED || triaged.GetCursor() != 3 {
 		t.Fatalf("UpdateTriage after upgrade: %v, %v", triaged, err)
 	}
+	// The upgrade to schema 4 added the actions table.
+	rec := storetest.NewActionRecord("kill", "pid:4242", old.GetId())
+	if _, err := s.PutAction(ctx, "host-a", rec); err != nil {
+		t.Fatalf("PutAction after upgrade: %v", err)
+	}
+	acts, err := s.ListActions(ctx, store.ActionFilter{IncidentID: old.GetId()}, 0, 10)
+	if err != nil || len(acts) != 1 || !proto.Equal(acts[0].Record, rec) {
+		t.Fatalf("ListActions after upgrade: %v, %v", acts, err)
+	}
 }

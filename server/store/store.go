@@ -77,8 +77,53 @@ type Store interface {
 	// channel and repeat.
 	Changed() <-chan struct{}
 
+	// PutAction stores the record of an action carried out on hostID and
+	// returns its cursor among actions (a sequence of its own, apart from
+	// incident cursors). Records are deduplicated by host and record id: a
+	// record already stored is kept and its cursor returned. It rejects an
+	// empty hostID, a nil record and a record without id with an error
+	// wrapping ErrInvalid. Storing an action does not fire Changed.
+	PutAction(ctx context.Context, hostID string, rec *vigilv1.ActionRecord) (cursor uint64, err error)
+
+	// ListActions returns at most limit stored actions matching filter
+	// with a cursor smaller than beforeCursor, newest (largest cursor)
+	// first. beforeCursor 0 starts from the newest. limit must be positive.
+	ListActions(ctx context.Context, filter ActionFilter, beforeCursor uint64, limit int) ([]Action, error)
+
 	// Close releases the store. Calls after Close fail.
 	Close() error
+}
+
+// Action is one stored action record.
+type Action struct {
+	// Cursor is the action's position among stored actions.
+	Cursor uint64
+	// HostID is the host the action was carried out on.
+	HostID string
+	// Record is the agent's record of the action.
+	Record *vigilv1.ActionRecord
+}
+
+// ActionFilter selects stored actions; empty fields match everything.
+type ActionFilter struct {
+	// HostID keeps the actions of this host only.
+	HostID string
+	// IncidentID keeps the actions for this incident only.
+	IncidentID string
+}
+
+// validateAction checks what PutAction requires. The error wraps
+// ErrInvalid.
+func validateAction(hostID string, rec *vigilv1.ActionRecord) error {
+	switch {
+	case hostID == "":
+		return fmt.Errorf("%w: action host_id is empty", ErrInvalid)
+	case rec == nil:
+		return fmt.Errorf("%w: action record is nil", ErrInvalid)
+	case rec.GetId() == "":
+		return fmt.Errorf("%w: action record id is empty", ErrInvalid)
+	}
+	return nil
 }
 
 // NewTriage returns the triage of an incident no analyst has touched.

@@ -254,6 +254,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Heartbeat
 	//	*AgentMessage_Incident
 	//	*AgentMessage_SuppressionsApplied
+	//	*AgentMessage_ActionResult
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -332,6 +333,15 @@ func (x *AgentMessage) GetSuppressionsApplied() *SuppressionsApplied {
 	return nil
 }
 
+func (x *AgentMessage) GetActionResult() *ActionResult {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_ActionResult); ok {
+			return x.ActionResult
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -356,6 +366,11 @@ type AgentMessage_SuppressionsApplied struct {
 	SuppressionsApplied *SuppressionsApplied `protobuf:"bytes,4,opt,name=suppressions_applied,json=suppressionsApplied,proto3,oneof"`
 }
 
+type AgentMessage_ActionResult struct {
+	// action_result answers an ActionCommand.
+	ActionResult *ActionResult `protobuf:"bytes,5,opt,name=action_result,json=actionResult,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -363,6 +378,65 @@ func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
 func (*AgentMessage_Incident) isAgentMessage_Msg() {}
 
 func (*AgentMessage_SuppressionsApplied) isAgentMessage_Msg() {}
+
+func (*AgentMessage_ActionResult) isAgentMessage_Msg() {}
+
+// ActionResult is the agent's answer to one ActionCommand: the record its
+// response engine filed for the request, whatever the result ("done",
+// "refused", "failed" or "dry-run").
+type ActionResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command_id is ActionCommand.command_id.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// record is the action record, as written to the agent's audit log.
+	Record        *ActionRecord `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionResult) Reset() {
+	*x = ActionResult{}
+	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionResult) ProtoMessage() {}
+
+func (x *ActionResult) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionResult.ProtoReflect.Descriptor instead.
+func (*ActionResult) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ActionResult) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *ActionResult) GetRecord() *ActionRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
 
 // SuppressionsApplied tells the server the agent has written the
 // suppressions of one Suppressions message to its feedback file. It is
@@ -381,7 +455,7 @@ type SuppressionsApplied struct {
 
 func (x *SuppressionsApplied) Reset() {
 	*x = SuppressionsApplied{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	mi := &file_vigil_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +467,7 @@ func (x *SuppressionsApplied) String() string {
 func (*SuppressionsApplied) ProtoMessage() {}
 
 func (x *SuppressionsApplied) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[4]
+	mi := &file_vigil_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +480,7 @@ func (x *SuppressionsApplied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressionsApplied.ProtoReflect.Descriptor instead.
 func (*SuppressionsApplied) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SuppressionsApplied) GetIncidentId() string {
@@ -438,7 +512,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	mi := &file_vigil_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +524,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[5]
+	mi := &file_vigil_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +537,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Ack) GetSequence() uint64 {
@@ -503,7 +577,7 @@ type Reject struct {
 
 func (x *Reject) Reset() {
 	*x = Reject{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[6]
+	mi := &file_vigil_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +589,7 @@ func (x *Reject) String() string {
 func (*Reject) ProtoMessage() {}
 
 func (x *Reject) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[6]
+	mi := &file_vigil_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +602,7 @@ func (x *Reject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reject.ProtoReflect.Descriptor instead.
 func (*Reject) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Reject) GetSequence() uint64 {
@@ -562,6 +636,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Ack
 	//	*ServerMessage_Reject
 	//	*ServerMessage_Suppressions
+	//	*ServerMessage_ActionCommand
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -569,7 +644,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[7]
+	mi := &file_vigil_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +656,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[7]
+	mi := &file_vigil_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +669,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -631,6 +706,15 @@ func (x *ServerMessage) GetSuppressions() *Suppressions {
 	return nil
 }
 
+func (x *ServerMessage) GetActionCommand() *ActionCommand {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_ActionCommand); ok {
+			return x.ActionCommand
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -651,11 +735,133 @@ type ServerMessage_Suppressions struct {
 	Suppressions *Suppressions `protobuf:"bytes,3,opt,name=suppressions,proto3,oneof"`
 }
 
+type ServerMessage_ActionCommand struct {
+	// action_command asks the agent to carry out one response.
+	ActionCommand *ActionCommand `protobuf:"bytes,4,opt,name=action_command,json=actionCommand,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_Reject) isServerMessage_Msg() {}
 
 func (*ServerMessage_Suppressions) isServerMessage_Msg() {}
+
+func (*ServerMessage_ActionCommand) isServerMessage_Msg() {}
+
+// ActionCommand asks the agent to carry out one response, as
+// ResponseService.RequestAction was asked to. The agent runs it through
+// its response engine exactly like an operator's request on the agent
+// (the same safety rules, response mode and audit log) with requester
+// "server:" followed by the command's requester, and answers with an
+// ActionResult carrying the same command_id.
+type ActionCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command_id identifies the command on the server; the answer echoes it.
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// action is one of the actions of ActionRecord.action.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// target is what to act on, as in ActionRecord.target.
+	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	// incident_id is the incident the action is for, when any; the agent
+	// adds the record to that incident's audit trail.
+	IncidentId string `protobuf:"bytes,4,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// reason says why the action is requested.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// dry_run asks the agent to check the action without carrying it out.
+	DryRun bool `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// ttl_seconds bounds how long a block lasts; 0 takes the agent's default.
+	TtlSeconds uint32 `protobuf:"varint,7,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// requester names who asked the server.
+	Requester     string `protobuf:"bytes,8,opt,name=requester,proto3" json:"requester,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActionCommand) Reset() {
+	*x = ActionCommand{}
+	mi := &file_vigil_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActionCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActionCommand) ProtoMessage() {}
+
+func (x *ActionCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_vigil_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActionCommand.ProtoReflect.Descriptor instead.
+func (*ActionCommand) Descriptor() ([]byte, []int) {
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ActionCommand) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *ActionCommand) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ActionCommand) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ActionCommand) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *ActionCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ActionCommand) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ActionCommand) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *ActionCommand) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
 
 // Suppression stops signals matching it from raising incidents on the
 // agent. Empty fields match anything; rule_id is always set. It has the
@@ -688,7 +894,7 @@ type Suppression struct {
 
 func (x *Suppression) Reset() {
 	*x = Suppression{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[8]
+	mi := &file_vigil_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +906,7 @@ func (x *Suppression) String() string {
 func (*Suppression) ProtoMessage() {}
 
 func (x *Suppression) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[8]
+	mi := &file_vigil_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +919,7 @@ func (x *Suppression) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suppression.ProtoReflect.Descriptor instead.
 func (*Suppression) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Suppression) GetIncidentId() string {
@@ -801,7 +1007,7 @@ type Suppressions struct {
 
 func (x *Suppressions) Reset() {
 	*x = Suppressions{}
-	mi := &file_vigil_v1_agent_proto_msgTypes[9]
+	mi := &file_vigil_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +1019,7 @@ func (x *Suppressions) String() string {
 func (*Suppressions) ProtoMessage() {}
 
 func (x *Suppressions) ProtoReflect() protoreflect.Message {
-	mi := &file_vigil_v1_agent_proto_msgTypes[9]
+	mi := &file_vigil_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +1032,7 @@ func (x *Suppressions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suppressions.ProtoReflect.Descriptor instead.
 func (*Suppressions) Descriptor() ([]byte, []int) {
-	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_vigil_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Suppressions) GetIncidentId() string {
@@ -866,13 +1072,18 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\\\n" +
 	"\x0eIncidentReport\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
-	"\bincident\x18\x02 \x01(\v2\x12.vigil.v1.IncidentR\bincident\"\xff\x01\n" +
+	"\bincident\x18\x02 \x01(\v2\x12.vigil.v1.IncidentR\bincident\"\xbe\x02\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x126\n" +
 	"\bincident\x18\x03 \x01(\v2\x18.vigil.v1.IncidentReportH\x00R\bincident\x12R\n" +
-	"\x14suppressions_applied\x18\x04 \x01(\v2\x1d.vigil.v1.SuppressionsAppliedH\x00R\x13suppressionsAppliedB\x05\n" +
-	"\x03msg\"L\n" +
+	"\x14suppressions_applied\x18\x04 \x01(\v2\x1d.vigil.v1.SuppressionsAppliedH\x00R\x13suppressionsApplied\x12=\n" +
+	"\raction_result\x18\x05 \x01(\v2\x16.vigil.v1.ActionResultH\x00R\factionResultB\x05\n" +
+	"\x03msg\"]\n" +
+	"\fActionResult\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12.\n" +
+	"\x06record\x18\x02 \x01(\v2\x16.vigil.v1.ActionRecordR\x06record\"L\n" +
 	"\x13SuppressionsApplied\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x14\n" +
@@ -886,12 +1097,25 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa3\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xe5\x01\n" +
 	"\rServerMessage\x12!\n" +
 	"\x03ack\x18\x01 \x01(\v2\r.vigil.v1.AckH\x00R\x03ack\x12*\n" +
 	"\x06reject\x18\x02 \x01(\v2\x10.vigil.v1.RejectH\x00R\x06reject\x12<\n" +
-	"\fsuppressions\x18\x03 \x01(\v2\x16.vigil.v1.SuppressionsH\x00R\fsuppressionsB\x05\n" +
-	"\x03msg\"\x9f\x02\n" +
+	"\fsuppressions\x18\x03 \x01(\v2\x16.vigil.v1.SuppressionsH\x00R\fsuppressions\x12@\n" +
+	"\x0eaction_command\x18\x04 \x01(\v2\x17.vigil.v1.ActionCommandH\x00R\ractionCommandB\x05\n" +
+	"\x03msg\"\xef\x01\n" +
+	"\rActionCommand\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1f\n" +
+	"\vincident_id\x18\x04 \x01(\tR\n" +
+	"incidentId\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\x12\x1f\n" +
+	"\vttl_seconds\x18\a \x01(\rR\n" +
+	"ttlSeconds\x12\x1c\n" +
+	"\trequester\x18\b \x01(\tR\trequester\"\x9f\x02\n" +
 	"\vSuppression\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x17\n" +
@@ -926,42 +1150,48 @@ func file_vigil_v1_agent_proto_rawDescGZIP() []byte {
 	return file_vigil_v1_agent_proto_rawDescData
 }
 
-var file_vigil_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_vigil_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_vigil_v1_agent_proto_goTypes = []any{
 	(*Hello)(nil),                 // 0: vigil.v1.Hello
 	(*Heartbeat)(nil),             // 1: vigil.v1.Heartbeat
 	(*IncidentReport)(nil),        // 2: vigil.v1.IncidentReport
 	(*AgentMessage)(nil),          // 3: vigil.v1.AgentMessage
-	(*SuppressionsApplied)(nil),   // 4: vigil.v1.SuppressionsApplied
-	(*Ack)(nil),                   // 5: vigil.v1.Ack
-	(*Reject)(nil),                // 6: vigil.v1.Reject
-	(*ServerMessage)(nil),         // 7: vigil.v1.ServerMessage
-	(*Suppression)(nil),           // 8: vigil.v1.Suppression
-	(*Suppressions)(nil),          // 9: vigil.v1.Suppressions
-	nil,                           // 10: vigil.v1.Heartbeat.EventsLostEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*Incident)(nil),              // 12: vigil.v1.Incident
+	(*ActionResult)(nil),          // 4: vigil.v1.ActionResult
+	(*SuppressionsApplied)(nil),   // 5: vigil.v1.SuppressionsApplied
+	(*Ack)(nil),                   // 6: vigil.v1.Ack
+	(*Reject)(nil),                // 7: vigil.v1.Reject
+	(*ServerMessage)(nil),         // 8: vigil.v1.ServerMessage
+	(*ActionCommand)(nil),         // 9: vigil.v1.ActionCommand
+	(*Suppression)(nil),           // 10: vigil.v1.Suppression
+	(*Suppressions)(nil),          // 11: vigil.v1.Suppressions
+	nil,                           // 12: vigil.v1.Heartbeat.EventsLostEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Incident)(nil),              // 14: vigil.v1.Incident
+	(*ActionRecord)(nil),          // 15: vigil.v1.ActionRecord
 }
 var file_vigil_v1_agent_proto_depIdxs = []int32{
-	11, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	10, // 1: vigil.v1.Heartbeat.events_lost:type_name -> vigil.v1.Heartbeat.EventsLostEntry
-	12, // 2: vigil.v1.IncidentReport.incident:type_name -> vigil.v1.Incident
+	13, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	12, // 1: vigil.v1.Heartbeat.events_lost:type_name -> vigil.v1.Heartbeat.EventsLostEntry
+	14, // 2: vigil.v1.IncidentReport.incident:type_name -> vigil.v1.Incident
 	0,  // 3: vigil.v1.AgentMessage.hello:type_name -> vigil.v1.Hello
 	1,  // 4: vigil.v1.AgentMessage.heartbeat:type_name -> vigil.v1.Heartbeat
 	2,  // 5: vigil.v1.AgentMessage.incident:type_name -> vigil.v1.IncidentReport
-	4,  // 6: vigil.v1.AgentMessage.suppressions_applied:type_name -> vigil.v1.SuppressionsApplied
-	5,  // 7: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
-	6,  // 8: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
-	9,  // 9: vigil.v1.ServerMessage.suppressions:type_name -> vigil.v1.Suppressions
-	11, // 10: vigil.v1.Suppression.added:type_name -> google.protobuf.Timestamp
-	8,  // 11: vigil.v1.Suppressions.suppressions:type_name -> vigil.v1.Suppression
-	3,  // 12: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
-	7,  // 13: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 6: vigil.v1.AgentMessage.suppressions_applied:type_name -> vigil.v1.SuppressionsApplied
+	4,  // 7: vigil.v1.AgentMessage.action_result:type_name -> vigil.v1.ActionResult
+	15, // 8: vigil.v1.ActionResult.record:type_name -> vigil.v1.ActionRecord
+	6,  // 9: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
+	7,  // 10: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
+	11, // 11: vigil.v1.ServerMessage.suppressions:type_name -> vigil.v1.Suppressions
+	9,  // 12: vigil.v1.ServerMessage.action_command:type_name -> vigil.v1.ActionCommand
+	13, // 13: vigil.v1.Suppression.added:type_name -> google.protobuf.Timestamp
+	10, // 14: vigil.v1.Suppressions.suppressions:type_name -> vigil.v1.Suppression
+	3,  // 15: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
+	8,  // 16: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
+	16, // [16:17] is the sub-list for method output_type
+	15, // [15:16] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_agent_proto_init() }
@@ -975,11 +1205,13 @@ func file_vigil_v1_agent_proto_init() {
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Incident)(nil),
 		(*AgentMessage_SuppressionsApplied)(nil),
+		(*AgentMessage_ActionResult)(nil),
 	}
-	file_vigil_v1_agent_proto_msgTypes[7].OneofWrappers = []any{
+	file_vigil_v1_agent_proto_msgTypes[8].OneofWrappers = []any{
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_Reject)(nil),
 		(*ServerMessage_Suppressions)(nil),
+		(*ServerMessage_ActionCommand)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -987,7 +1219,7 @@ func file_vigil_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vigil_v1_agent_proto_rawDesc), len(file_vigil_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,11 @@ type AgentServiceClient interface {
 	// labelled while the agent is connected. The same incident may be sent
 	// more than once (at every connect, after a new revision); the agent
 	// adds what it does not have yet and answers with SuppressionsApplied.
+	//
+	// The server also sends an ActionCommand for each
+	// ResponseService.RequestAction naming the host; the agent answers each
+	// with an ActionResult. Commands are not queued: one for a host that is
+	// not connected fails at once.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, ServerMessage], error)
 }
 
@@ -82,6 +87,11 @@ type AgentServiceServer interface {
 	// labelled while the agent is connected. The same incident may be sent
 	// more than once (at every connect, after a new revision); the agent
 	// adds what it does not have yet and answers with SuppressionsApplied.
+	//
+	// The server also sends an ActionCommand for each
+	// ResponseService.RequestAction naming the host; the agent answers each
+	// with an ActionResult. Commands are not queued: one for a host that is
+	// not connected fails at once.
 	Connect(grpc.BidiStreamingServer[AgentMessage, ServerMessage]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }

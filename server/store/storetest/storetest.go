@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentPuts", testConcurrentPuts},
 	}
 	tests = append(tests, triageTests...)
+	tests = append(tests, actionTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
