@@ -5,6 +5,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,67 @@ type Config struct {
 	Detection Detection `yaml:"detection"`
 	// Response configures what the agent does about what it detects.
 	Response Response `yaml:"response"`
+	// TLS, when set, makes the agent connect to the server with TLS.
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures the agent's TLS connection to the server. All empty
+// means plaintext.
+type TLS struct {
+	// CA is a PEM file of the CA that signs the server's certificate
+	// (the ca.pem of 'vigil-server ca init').
+	CA string `yaml:"ca"`
+	// Cert is the agent's certificate (PEM), signed by the CA the server
+	// was given as --client-ca.
+	Cert string `yaml:"cert"`
+	// Key is the private key of Cert (PEM).
+	Key string `yaml:"key"`
+}
+
+// Enabled reports whether any TLS key is set.
+func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
+
+// validate checks that the CA is set whenever TLS is, that cert and key
+// come together, and that each file exists and holds what it should.
+func (t TLS) validate() error {
+	if !t.Enabled() {
+		return nil
+	}
+	if t.CA == "" {
+		return errors.New("tls.ca: empty; want the PEM file of the CA that signs the server's certificate")
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return errors.New("tls.cert and tls.key: set both or neither")
+	}
+	// Without a client certificate TLS is enough for a server without
+	// --client-ca only.
+	_, err := t.Config()
+	return err
+}
+
+// Config builds the client TLS configuration, or returns nil when TLS is
+// off. Errors name the key at fault.
+func (t TLS) Config() (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	b, err := os.ReadFile(t.CA)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("tls.ca: %s holds no PEM certificate", t.CA)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert and tls.key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // Response configures the agent's responses.
@@ -256,6 +319,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := splitHostPort(c.Server); err != nil {
 		return fmt.Errorf("server: %q: %w", c.Server, err)
+	}
+	if err := c.TLS.validate(); err != nil {
+		return err
 	}
 	if c.StateDir == "" || !path.IsAbs(c.StateDir) {
 		return fmt.Errorf("state_dir: %q is not an absolute path", c.StateDir)

@@ -129,8 +129,13 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, s := range sensors {
 		st.families[s.Name()] = &atomic.Uint64{}
 	}
+	tlsConf, err := cfg.Agent.TLS.Config()
+	if err != nil {
+		return fmt.Errorf("server connection: %w", err)
+	}
 	client := &transport.Client{
 		Addr: cfg.Agent.Server,
+		TLS:  tlsConf,
 		Hello: &vigilv1.Hello{
 			HostId:        hostID,
 			Hostname:      hostname,

@@ -10,6 +10,7 @@ package transport
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -46,6 +48,9 @@ type Client struct {
 	HeartbeatInterval time.Duration
 	// MaxPending defaults to DefaultMaxPending.
 	MaxPending int
+	// TLS, when set, is the TLS configuration to connect with (the
+	// server's CA and the agent's certificate); nil means plaintext.
+	TLS *tls.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// OutboxDir, when set, keeps every unacknowledged incident on disk, one
@@ -146,7 +151,11 @@ func (c *Client) Run(ctx context.Context) error {
 	c.init()
 	c.mu.Unlock()
 	log := c.logger()
-	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if c.TLS != nil {
+		creds = credentials.NewTLS(c.TLS)
+	}
+	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("server address %q: %w", c.Addr, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
@@ -25,6 +26,7 @@ import (
 	"github.com/vigil-sensor/vigil/server/fleet"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/metrics"
+	"github.com/vigil-sensor/vigil/server/pki"
 	"github.com/vigil-sensor/vigil/server/store"
 )
 
@@ -50,6 +52,84 @@ type Config struct {
 	// ConsoleListen is the TCP address of the web console, host:port
 	// (port 0 picks one; read it with ConsoleAddr). Empty means no console.
 	ConsoleListen string
+
+	// TLSCert and TLSKey are the server's certificate and key files (PEM).
+	// When set, the server speaks only TLS. Empty means plaintext.
+	TLSCert, TLSKey string
+	// ClientCA is a PEM file of the CA that signs agents' certificates.
+	// When set (with TLSCert), AgentService requires a client certificate
+	// signed by it; other services do not ask for one.
+	ClientCA string
+	// TokensFile, when set, is a tokens file (see grpcserver.ParseTokens):
+	// IncidentService, ResponseService and FleetService then require a
+	// bearer token whose role allows the call.
+	TokensFile string
+	// AgentRate limits each agent's incident reports to this many a
+	// second, with bursts of AgentBurst; reports over the limit are read
+	// later, not refused. Zero means no limit.
+	AgentRate float64
+	// AgentBurst is the burst of AgentRate; zero means 5 s worth.
+	AgentBurst int
+}
+
+// MethodRoles is the least role each client method needs when tokens are
+// checked. Methods not listed need RoleAdmin.
+var MethodRoles = map[string]grpcserver.Role{
+	vigilv1.IncidentService_ListIncidents_FullMethodName:   grpcserver.RoleViewer,
+	vigilv1.IncidentService_GetIncident_FullMethodName:     grpcserver.RoleViewer,
+	vigilv1.IncidentService_StreamIncidents_FullMethodName: grpcserver.RoleViewer,
+	vigilv1.IncidentService_UpdateIncident_FullMethodName:  grpcserver.RoleResponder,
+	vigilv1.ResponseService_ListActions_FullMethodName:     grpcserver.RoleViewer,
+	vigilv1.ResponseService_RequestAction_FullMethodName:   grpcserver.RoleResponder,
+	vigilv1.FleetService_ListAgents_FullMethodName:         grpcserver.RoleViewer,
+}
+
+// serverOptions builds the TLS credentials, the access policy and the
+// interceptors cfg asks for, the metrics interceptor last.
+func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, error) {
+	var opts []grpc.ServerOption
+	policy := &grpcserver.Policy{MethodRoles: MethodRoles}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("tls certificate and key must be given together")
+	}
+	if cfg.ClientCA != "" && cfg.TLSCert == "" {
+		return nil, errors.New("a client CA needs the server's tls certificate and key")
+	}
+	if cfg.TLSCert != "" {
+		tc, err := pki.ServerConfig(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		if cfg.ClientCA != "" {
+			policy.CertServices = map[string]bool{vigilv1.AgentService_ServiceDesc.ServiceName: true}
+		}
+	}
+	if cfg.TokensFile != "" {
+		t, err := grpcserver.LoadTokens(cfg.TokensFile)
+		if err != nil {
+			return nil, err
+		}
+		policy.Tokens = t
+		policy.TokenServices = map[string]bool{
+			vigilv1.IncidentService_ServiceDesc.ServiceName: true,
+			vigilv1.ResponseService_ServiceDesc.ServiceName: true,
+			vigilv1.FleetService_ServiceDesc.ServiceName:    true,
+		}
+	}
+	streams := []grpc.StreamServerInterceptor{policy.StreamInterceptor()}
+	if cfg.AgentRate < 0 || cfg.AgentBurst < 0 {
+		return nil, errors.New("agent rate and burst must not be negative")
+	}
+	if cfg.AgentRate > 0 {
+		burst := cfg.AgentBurst
+		if burst == 0 {
+			burst = int(max(1, 5*cfg.AgentRate))
+		}
+		streams = append(streams, newAgentLimiter(cfg.AgentRate, burst).StreamInterceptor())
+	}
+	streams = append(streams, m.StreamInterceptor())
+	return append(opts, grpc.ChainUnaryInterceptor(policy.UnaryInterceptor()), grpc.ChainStreamInterceptor(streams...)), nil
 }
 
 // Server is a running Vigil server.
@@ -89,10 +169,16 @@ func Start(cfg Config) (*Server, error) {
 	}
 	reg := fleet.New()
 	m := metrics.NewServer(reg)
+	opts, err := serverOptions(cfg, m)
+	if err != nil {
+		lis.Close()
+		st.Close()
+		return nil, fmt.Errorf("start server: %w", err)
+	}
 	s := &Server{
 		store:    st,
 		fleet:    reg,
-		grpc:     grpcserver.New(grpc.ChainStreamInterceptor(m.StreamInterceptor())),
+		grpc:     grpcserver.New(opts...),
 		lis:      lis,
 		log:      log,
 		served:   make(chan error, 1),

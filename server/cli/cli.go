@@ -14,11 +14,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
+	"github.com/vigil-sensor/vigil/server/pki"
 )
 
 // Exit codes of Run.
@@ -36,6 +38,9 @@ const (
 // ServerEnv is the environment variable that sets the default of --server.
 const ServerEnv = "VIGIL_SERVER"
 
+// TokenEnv is the environment variable that sets the default of --token.
+const TokenEnv = "VIGIL_TOKEN"
+
 // usageError is a mistake on the command line; it exits with ExitUsage.
 type usageError struct {
 	cmd string // the command whose help to point at, e.g. "vigilctl incidents list"
@@ -49,13 +54,15 @@ type app struct {
 	stdout, stderr io.Writer
 	server         string
 	timeout        time.Duration
+	token          string // bearer token sent with every call; "" for none
+	caFile         string // CA of the server's certificate; "" for plaintext
 }
 
 const topUsage = `vigilctl reads the incidents a Vigil server has stored.
 It also lists the server's agents and asks them to respond.
 
 Usage:
-  vigilctl [--server ADDR] [--timeout DURATION] COMMAND ...
+  vigilctl [--server ADDR] [--timeout DURATION] [--token TOKEN] [--ca FILE] COMMAND ...
 
 Commands:
   incidents list   list stored incidents, newest first
@@ -72,6 +79,11 @@ Flags:
                        (default $VIGIL_SERVER, else 127.0.0.1:7470)
   --timeout DURATION   how long to wait for an answer to one request
                        (default 10s; tail waits forever for new incidents)
+  --token TOKEN        bearer token for a server started with --tokens
+                       (default $VIGIL_TOKEN)
+  --ca FILE            connect with TLS, trusting the server certificates
+                       this CA (PEM) signs, e.g. the ca.pem of
+                       'vigil-server ca init'
   -h, --help           show this help
 
 Examples:
@@ -194,6 +206,8 @@ func (a *app) run(ctx context.Context, args []string, getenv func(string) string
 	fs := newFlagSet()
 	fs.StringVar(&a.server, "server", def, "")
 	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "")
+	fs.StringVar(&a.token, "token", getenv(TokenEnv), "")
+	fs.StringVar(&a.caFile, "ca", "", "")
 	if err := fs.Parse(args); err != nil {
 		return a.flagError("vigilctl", topUsage, err)
 	}
@@ -315,12 +329,35 @@ func (f *filterFlags) filter() (*vigilv1.IncidentFilter, error) {
 // dial returns a client connection to the server. grpc connects lazily, so
 // an unreachable server shows up as the first call's error (see rpcError).
 func (a *app) dial() (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(a.server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if a.caFile != "" {
+		tc, err := pki.ClientConfig(a.caFile, "", "")
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if a.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(a.token)))
+	}
+	conn, err := grpc.NewClient(a.server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bad server address %q: %w", a.server, err)
 	}
 	return conn, nil
 }
+
+// bearerToken sends a token in the authorization header of every call.
+// It is sent over plaintext connections too: whether that is acceptable
+// is the server operator's choice (vigil-server warns about it).
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return false }
 
 // rpcError explains a failed call in terms of what the user can act on.
 func (a *app) rpcError(what string, err error) error {
@@ -339,6 +376,10 @@ func (a *app) rpcError(what string, err error) error {
 		return fmt.Errorf("vigil-server at %s did not answer within %v", a.server, a.timeout)
 	case codes.NotFound, codes.InvalidArgument:
 		return errors.New(st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("%s: not authenticated (give --token or set $%s): %s", what, TokenEnv, st.Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("%s: permission denied: %s", what, st.Message())
 	case codes.Unimplemented:
 		return fmt.Errorf("%s: %s does not offer this (is it a vigil-server?): %s", what, a.server, st.Message())
 	default:

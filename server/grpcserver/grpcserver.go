@@ -36,6 +36,10 @@ const (
 	MinClientPingInterval = 10 * time.Second
 )
 
+// MaxMsgSize is the largest message the server accepts, 4 MiB. A larger
+// one fails its call with codes.ResourceExhausted.
+const MaxMsgSize = 4 << 20
+
 // Listen opens a TCP listener on addr (host:port; port 0 picks a free one).
 // When the address is taken the error says so.
 func Listen(addr string) (net.Listener, error) {
@@ -55,7 +59,9 @@ type Server struct {
 	health *health.Server
 }
 
-// New returns a server with keepalive settings and opts added to them. It
+// New returns a server with keepalive settings and the MaxMsgSize limit on
+// received messages, and opts added to them (TLS credentials and the
+// interceptors of a Policy, for example). It
 // offers grpc.health.v1.Health, whose overall status ("") is SERVING from
 // the start (set the status of each service with Health), and server
 // reflection, so that tools such as grpcurl can list and describe every
@@ -71,6 +77,7 @@ func New(opts ...grpc.ServerOption) *Server {
 			MinTime:             MinClientPingInterval,
 			PermitWithoutStream: true,
 		}),
+		grpc.MaxRecvMsgSize(MaxMsgSize),
 	}
 	s := &Server{gs: grpc.NewServer(append(base, opts...)...), health: health.NewServer()}
 	healthpb.RegisterHealthServer(s.gs, s.health)

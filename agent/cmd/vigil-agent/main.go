@@ -77,6 +77,9 @@ func run() int {
 	server := fs.String("server", def.Server, "gRPC `address` of the Vigil server (env VIGIL_SERVER)")
 	ringSize := def.Sensors.Process.RingSize
 	fs.Var(&ringSize, "ring-size", "process ring buffer `size`: bytes, or with KiB/MiB (a power of two, at least one page)")
+	tlsCA := fs.String("tls-ca", "", "connect with TLS, trusting the server certificates this CA `file` (PEM) signs (config tls.ca)")
+	tlsCert := fs.String("tls-cert", "", "the agent's certificate `file` (PEM) for the server's --client-ca (config tls.cert)")
+	tlsKey := fs.String("tls-key", "", "the private key `file` (PEM) of --tls-cert (config tls.key)")
 	stateDir := fs.String("state-dir", def.StateDir, "`directory` for the agent's state")
 	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn or error")
 	check := fs.Bool("check", false, "load every sensor once, print which hooks attached and which are unavailable, and exit")
@@ -117,6 +120,15 @@ func run() int {
 	}
 	if set["server"] {
 		cfg.Server = *server
+	}
+	if set["tls-ca"] {
+		cfg.TLS.CA = *tlsCA
+	}
+	if set["tls-cert"] {
+		cfg.TLS.Cert = *tlsCert
+	}
+	if set["tls-key"] {
+		cfg.TLS.Key = *tlsKey
 	}
 	if set["ring-size"] {
 		cfg.Sensors.Process.RingSize = ringSize

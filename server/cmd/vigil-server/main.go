@@ -35,7 +35,11 @@ follow incidents through IncidentService. The server runs until SIGTERM or
 SIGINT, then lets running calls finish for up to --shutdown-timeout.
 
 Usage:
-  vigil-server [--listen ADDR] [--db PATH|URL] [--log-level LEVEL]
+  vigil-server [--listen ADDR] [--db PATH|URL] [--log-level LEVEL] [flags]
+  vigil-server ca init DIR [--host NAME,...]   make a development CA and a
+                                               server certificate in DIR
+  vigil-server ca issue DIR NAME               make an agent certificate
+                                               DIR/NAME.pem, DIR/NAME-key.pem
 
 Flags:
   --listen ADDR                 TCP address to listen on, host:port
@@ -60,12 +64,31 @@ Flags:
                                 Detection Finding JSON (default: no export)
   --console ADDR                serve the web console at http://ADDR/
                                 (default 127.0.0.1:7471; "" turns it off)
+  --tls-cert FILE               serve TLS with this certificate (PEM)
+  --tls-key FILE                and its private key (PEM)
+  --client-ca FILE              CA (PEM) that signs agent certificates:
+                                agents must present one to connect;
+                                other clients need none
+  --tokens FILE                 bearer tokens of clients (YAML or JSON,
+                                token or "sha256:HEX" -> {name, role});
+                                viewer lists, gets and follows; responder
+                                also triages and requests actions; admin
+                                may call everything. Without it, clients
+                                are not checked
+  --agent-rate N                at most N incident reports a second per
+                                agent, bursts of 5*N (default 0: no
+                                limit); reports over it are read later,
+                                never refused
   -h, --help                    show this help
 
 Example:
   vigil-server --listen 0.0.0.0:7470 --db /var/lib/vigil/server.db
   vigil-server --listen 0.0.0.0:7470 --db postgres://vigil@db.example:5432/vigil
   vigilctl --server 127.0.0.1:7470 incidents tail
+  vigil-server ca init /etc/vigil/pki --host vigil.example,10.0.0.5
+  vigil-server --listen 0.0.0.0:7470 --tls-cert /etc/vigil/pki/server.pem \
+    --tls-key /etc/vigil/pki/server-key.pem --client-ca /etc/vigil/pki/ca.pem \
+    --tokens /etc/vigil/tokens.yaml
 `
 
 func main() {
@@ -78,6 +101,9 @@ func main() {
 // run is the program; it returns the exit status: 0 after a clean stop, 1
 // when the server could not start or failed, 2 for a bad command line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ca" {
+		return caCommand(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("vigil-server", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", grpcserver.DefaultAddr, "")
@@ -87,6 +113,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	metricsAddr := fs.String("metrics", metrics.DefaultAddr, "")
 	exportOCSF := fs.String("export-ocsf", "", "")
 	consoleAddr := fs.String("console", console.DefaultAddr, "")
+	tlsCert := fs.String("tls-cert", "", "")
+	tlsKey := fs.String("tls-key", "", "")
+	clientCA := fs.String("client-ca", "", "")
+	tokens := fs.String("tokens", "", "")
+	agentRate := fs.Float64("agent-rate", 0, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -101,11 +132,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil || !validLevel(*logLevel) {
 		return usageError(stderr, fmt.Sprintf("--log-level %q: want debug, info, warn or error", *logLevel))
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return usageError(stderr, "--tls-cert and --tls-key go together")
+	}
+	if *clientCA != "" && *tlsCert == "" {
+		return usageError(stderr, "--client-ca needs --tls-cert and --tls-key")
+	}
+	if *agentRate < 0 {
+		return usageError(stderr, fmt.Sprintf("--agent-rate %v is negative", *agentRate))
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg := app.Config{Listen: *listen, DBPath: *db, Logger: log}
 	cfg.MetricsListen, cfg.ExportOCSF = *metricsAddr, *exportOCSF
 	cfg.ConsoleListen = *consoleAddr
+	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA = *tlsCert, *tlsKey, *clientCA
+	cfg.TokensFile, cfg.AgentRate = *tokens, *agentRate
 	srv, err := app.Start(cfg)
 	if err != nil {
 		log.Error("vigil-server cannot start", "error", err)
@@ -117,6 +159,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if a := srv.ConsoleAddr(); a != "" {
 		log.Info("console served", "url", "http://"+a+"/")
+	}
+	if *tlsCert != "" {
+		log.Info("serving TLS", "agent_certificates_required", *clientCA != "")
+	}
+	if *tokens == "" {
+		log.Info("clients are not authenticated (no --tokens)")
+	} else if *tlsCert == "" {
+		log.Warn("bearer tokens travel in plaintext without --tls-cert")
 	}
 	if *exportOCSF != "" {
 		log.Info("exporting incidents as OCSF", "file", *exportOCSF)
