@@ -185,8 +185,13 @@ func TestOutboxSurvivesAgentRestart(t *testing.T) {
 	cancel()
 	<-done
 
-	// A broken file beside them is set aside, not fatal.
+	// A broken file beside them is set aside, not fatal; a temporary file
+	// of a write the agent died in is removed.
 	if err := os.WriteFile(filepath.Join(outbox, "garbage.pb"), []byte("not a protobuf \xff\xff"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	halfWritten := filepath.Join(outbox, ".0193a000-0000-7000-8000-000000000009.pb.tmp123456")
+	if err := os.WriteFile(halfWritten, []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -194,6 +199,9 @@ func TestOutboxSurvivesAgentRestart(t *testing.T) {
 	n, err := second.Restore()
 	if n != 5 || err == nil || !strings.Contains(err.Error(), "garbage.pb set aside as garbage.pb.bad") {
 		t.Fatalf("Restore = %d, %v; want 5 and an error naming garbage.pb", n, err)
+	}
+	if _, err := os.Stat(halfWritten); !os.IsNotExist(err) {
+		t.Errorf("half-written outbox file left: %v", err)
 	}
 	srv := startServer(t, addr, filepath.Join(t.TempDir(), "server.db"))
 	defer stopServer(t, srv)

@@ -59,8 +59,14 @@ func (c *Client) Restore() (int, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), outboxExt) && !e.IsDir() {
-			names = append(names, e.Name())
+		switch name := e.Name(); {
+		case e.IsDir():
+		case strings.HasSuffix(name, outboxExt):
+			names = append(names, name)
+		case strings.HasPrefix(name, ".") && strings.Contains(name, outboxExt+".tmp"):
+			// Half-written by a run that died before Send returned: the
+			// incident was never promised, and the file is of no use.
+			_ = os.Remove(filepath.Join(c.OutboxDir, name))
 		}
 	}
 	slices.Sort(names)

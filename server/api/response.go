@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/store"
 )
 
@@ -60,6 +61,11 @@ func (s *ResponseService) RequestAction(ctx context.Context, req *vigilv1.Reques
 	if link == nil {
 		return nil, status.Errorf(codes.Unavailable, "agent of host %s is not connected", host)
 	}
+	// With tokens, who asks is the token's holder, whatever the request says.
+	requester := req.GetRequester()
+	if id, ok := grpcserver.CallerIdentity(ctx); ok && id.Name != "" {
+		requester = id.Name
+	}
 	cmd := &vigilv1.ActionCommand{
 		CommandId:  uuid.NewString(),
 		Action:     req.GetAction(),
@@ -68,7 +74,7 @@ func (s *ResponseService) RequestAction(ctx context.Context, req *vigilv1.Reques
 		Reason:     req.GetReason(),
 		DryRun:     req.GetDryRun(),
 		TtlSeconds: req.GetTtlSeconds(),
-		Requester:  req.GetRequester(),
+		Requester:  requester,
 	}
 	log := s.log.With("host_id", host, "command_id", cmd.CommandId, "action", cmd.Action, "target", cmd.Target)
 	result := s.commands.wait(cmd.CommandId, host)

@@ -128,6 +128,7 @@ func runAgent(t *testing.T, addr, dir, name string) *transport.Client {
 		OnAction: func(cmd *vigilv1.ActionCommand) *vigilv1.ActionRecord {
 			rec := storetest.NewActionRecord(cmd.GetAction(), cmd.GetTarget(), cmd.GetIncidentId())
 			rec.Result = "done"
+			rec.Requester = "server:" + cmd.GetRequester()
 			return rec
 		},
 	}
@@ -298,8 +299,12 @@ func TestTokenRoles(t *testing.T) {
 		t.Errorf("responder's update: triage %v", upd.GetTriage())
 	}
 	waitConnected(t, srv)
-	if _, err := response.RequestAction(responder, &vigilv1.RequestActionRequest{HostId: hostID, Action: "kill", Target: "1234", Reason: "test"}); err != nil {
+	// The requester is the token's holder, whatever the request claims.
+	rec, err := response.RequestAction(responder, &vigilv1.RequestActionRequest{HostId: hostID, Action: "kill", Target: "1234", Reason: "test", Requester: "mallory"})
+	if err != nil {
 		t.Errorf("responder RequestAction: %v", err)
+	} else if rec.GetRequester() != "server:rory" {
+		t.Errorf("requester %q, want server:rory (the token's holder)", rec.GetRequester())
 	}
 
 	// Health stays open to probes without a token.
