@@ -194,8 +194,9 @@ func checkName(name string) error {
 }
 
 // moveIn moves the processes of tree that are not in the leaf yet into it,
-// recording where each came from, and returns how many it moved. A process
-// that exits meanwhile is skipped.
+// recording where each came from, and returns how many it moved (a process
+// born in the leaf is recorded, not counted). A process that exits
+// meanwhile is skipped.
 func (h *Held) moveIn(tree []stat) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -213,8 +214,11 @@ func (h *Held) moveIn(tree []stat) (int, error) {
 			return moved, err
 		}
 		if origin == leaf {
-			// Born in the leaf: it belongs where its parent came from.
-			origin = h.originLocked(st.ppid)
+			// Born in the leaf, after its parent moved: record where it
+			// belongs, but it needed no move. Not counting it lets the
+			// passes end while a held process keeps forking.
+			h.procs[st.pid] = heldProc{start: st.start, ppid: st.ppid, origin: h.originLocked(st.ppid)}
+			continue
 		}
 		if err := writeFile(filepath.Join(h.dir, "cgroup.procs"), strconv.Itoa(st.pid)); err != nil {
 			if errors.Is(err, syscall.ESRCH) {
