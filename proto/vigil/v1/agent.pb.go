@@ -34,7 +34,13 @@ type Hello struct {
 	// agent_version is the version of vigil-agent.
 	AgentVersion string `protobuf:"bytes,4,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// capabilities lists the sensors that attached, e.g. "process".
-	Capabilities  []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Capabilities []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// policy_version is the RuleSet.version of the server's rule set the
+	// agent runs on (the last one it applied, kept across restarts); 0 when
+	// it runs on no rule set from a server.
+	PolicyVersion uint64 `protobuf:"varint,6,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// policy_hash is the RuleSet.hash of that set; empty with version 0.
+	PolicyHash    string `protobuf:"bytes,7,opt,name=policy_hash,json=policyHash,proto3" json:"policy_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,6 +110,20 @@ func (x *Hello) GetCapabilities() []string {
 	return nil
 }
 
+func (x *Hello) GetPolicyVersion() uint64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *Hello) GetPolicyHash() string {
+	if x != nil {
+		return x.PolicyHash
+	}
+	return ""
+}
+
 // Heartbeat tells the server the agent is alive and how it is doing.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -118,8 +138,13 @@ type Heartbeat struct {
 	RssBytes uint64 `protobuf:"varint,4,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
 	// pending_incidents counts incidents sent but not yet acknowledged.
 	PendingIncidents uint64 `protobuf:"varint,5,opt,name=pending_incidents,json=pendingIncidents,proto3" json:"pending_incidents,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// policy_version is the RuleSet.version of the server's rule set in force
+	// now, as in Hello.policy_version.
+	PolicyVersion uint64 `protobuf:"varint,6,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// policy_hash is the RuleSet.hash of that set, as in Hello.policy_hash.
+	PolicyHash    string `protobuf:"bytes,7,opt,name=policy_hash,json=policyHash,proto3" json:"policy_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -185,6 +210,20 @@ func (x *Heartbeat) GetPendingIncidents() uint64 {
 		return x.PendingIncidents
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetPolicyVersion() uint64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetPolicyHash() string {
+	if x != nil {
+		return x.PolicyHash
+	}
+	return ""
 }
 
 // IncidentReport carries one incident from the agent.
@@ -255,6 +294,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Incident
 	//	*AgentMessage_SuppressionsApplied
 	//	*AgentMessage_ActionResult
+	//	*AgentMessage_RuleSetResult
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -342,6 +382,15 @@ func (x *AgentMessage) GetActionResult() *ActionResult {
 	return nil
 }
 
+func (x *AgentMessage) GetRuleSetResult() *RuleSetResult {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_RuleSetResult); ok {
+			return x.RuleSetResult
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -371,6 +420,11 @@ type AgentMessage_ActionResult struct {
 	ActionResult *ActionResult `protobuf:"bytes,5,opt,name=action_result,json=actionResult,proto3,oneof"`
 }
 
+type AgentMessage_RuleSetResult struct {
+	// rule_set_result answers a RuleSet.
+	RuleSetResult *RuleSetResult `protobuf:"bytes,6,opt,name=rule_set_result,json=ruleSetResult,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -380,6 +434,8 @@ func (*AgentMessage_Incident) isAgentMessage_Msg() {}
 func (*AgentMessage_SuppressionsApplied) isAgentMessage_Msg() {}
 
 func (*AgentMessage_ActionResult) isAgentMessage_Msg() {}
+
+func (*AgentMessage_RuleSetResult) isAgentMessage_Msg() {}
 
 // ActionResult is the agent's answer to one ActionCommand: the record its
 // response engine filed for the request, whatever the result ("done",
@@ -637,6 +693,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Reject
 	//	*ServerMessage_Suppressions
 	//	*ServerMessage_ActionCommand
+	//	*ServerMessage_RuleSet
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -715,6 +772,15 @@ func (x *ServerMessage) GetActionCommand() *ActionCommand {
 	return nil
 }
 
+func (x *ServerMessage) GetRuleSet() *RuleSet {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_RuleSet); ok {
+			return x.RuleSet
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -740,6 +806,11 @@ type ServerMessage_ActionCommand struct {
 	ActionCommand *ActionCommand `protobuf:"bytes,4,opt,name=action_command,json=actionCommand,proto3,oneof"`
 }
 
+type ServerMessage_RuleSet struct {
+	// rule_set is the fleet's rule set, for the agent to run on.
+	RuleSet *RuleSet `protobuf:"bytes,5,opt,name=rule_set,json=ruleSet,proto3,oneof"`
+}
+
 func (*ServerMessage_Ack) isServerMessage_Msg() {}
 
 func (*ServerMessage_Reject) isServerMessage_Msg() {}
@@ -747,6 +818,8 @@ func (*ServerMessage_Reject) isServerMessage_Msg() {}
 func (*ServerMessage_Suppressions) isServerMessage_Msg() {}
 
 func (*ServerMessage_ActionCommand) isServerMessage_Msg() {}
+
+func (*ServerMessage_RuleSet) isServerMessage_Msg() {}
 
 // ActionCommand asks the agent to carry out one response, as
 // ResponseService.RequestAction was asked to. The agent runs it through
@@ -1053,32 +1126,39 @@ var File_vigil_v1_agent_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/agent.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vigil/v1/incident.proto\"\xac\x01\n" +
+	"\x14vigil/v1/agent.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vigil/v1/incident.proto\x1a\x14vigil/v1/rules.proto\"\xf4\x01\n" +
 	"\x05Hello\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12%\n" +
 	"\x0ekernel_release\x18\x03 \x01(\tR\rkernelRelease\x12#\n" +
 	"\ragent_version\x18\x04 \x01(\tR\fagentVersion\x12\"\n" +
-	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\"\xad\x02\n" +
+	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\x12%\n" +
+	"\x0epolicy_version\x18\x06 \x01(\x04R\rpolicyVersion\x12\x1f\n" +
+	"\vpolicy_hash\x18\a \x01(\tR\n" +
+	"policyHash\"\xf5\x02\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
 	"\fevents_total\x18\x02 \x01(\x04R\veventsTotal\x12D\n" +
 	"\vevents_lost\x18\x03 \x03(\v2#.vigil.v1.Heartbeat.EventsLostEntryR\n" +
 	"eventsLost\x12\x1b\n" +
 	"\trss_bytes\x18\x04 \x01(\x04R\brssBytes\x12+\n" +
-	"\x11pending_incidents\x18\x05 \x01(\x04R\x10pendingIncidents\x1a=\n" +
+	"\x11pending_incidents\x18\x05 \x01(\x04R\x10pendingIncidents\x12%\n" +
+	"\x0epolicy_version\x18\x06 \x01(\x04R\rpolicyVersion\x12\x1f\n" +
+	"\vpolicy_hash\x18\a \x01(\tR\n" +
+	"policyHash\x1a=\n" +
 	"\x0fEventsLostEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\\\n" +
 	"\x0eIncidentReport\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
-	"\bincident\x18\x02 \x01(\v2\x12.vigil.v1.IncidentR\bincident\"\xbe\x02\n" +
+	"\bincident\x18\x02 \x01(\v2\x12.vigil.v1.IncidentR\bincident\"\x81\x03\n" +
 	"\fAgentMessage\x12'\n" +
 	"\x05hello\x18\x01 \x01(\v2\x0f.vigil.v1.HelloH\x00R\x05hello\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.vigil.v1.HeartbeatH\x00R\theartbeat\x126\n" +
 	"\bincident\x18\x03 \x01(\v2\x18.vigil.v1.IncidentReportH\x00R\bincident\x12R\n" +
 	"\x14suppressions_applied\x18\x04 \x01(\v2\x1d.vigil.v1.SuppressionsAppliedH\x00R\x13suppressionsApplied\x12=\n" +
-	"\raction_result\x18\x05 \x01(\v2\x16.vigil.v1.ActionResultH\x00R\factionResultB\x05\n" +
+	"\raction_result\x18\x05 \x01(\v2\x16.vigil.v1.ActionResultH\x00R\factionResult\x12A\n" +
+	"\x0frule_set_result\x18\x06 \x01(\v2\x17.vigil.v1.RuleSetResultH\x00R\rruleSetResultB\x05\n" +
 	"\x03msg\"]\n" +
 	"\fActionResult\x12\x1d\n" +
 	"\n" +
@@ -1097,12 +1177,13 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
 	"incidentId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xe5\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x95\x02\n" +
 	"\rServerMessage\x12!\n" +
 	"\x03ack\x18\x01 \x01(\v2\r.vigil.v1.AckH\x00R\x03ack\x12*\n" +
 	"\x06reject\x18\x02 \x01(\v2\x10.vigil.v1.RejectH\x00R\x06reject\x12<\n" +
 	"\fsuppressions\x18\x03 \x01(\v2\x16.vigil.v1.SuppressionsH\x00R\fsuppressions\x12@\n" +
-	"\x0eaction_command\x18\x04 \x01(\v2\x17.vigil.v1.ActionCommandH\x00R\ractionCommandB\x05\n" +
+	"\x0eaction_command\x18\x04 \x01(\v2\x17.vigil.v1.ActionCommandH\x00R\ractionCommand\x12.\n" +
+	"\brule_set\x18\x05 \x01(\v2\x11.vigil.v1.RuleSetH\x00R\aruleSetB\x05\n" +
 	"\x03msg\"\xef\x01\n" +
 	"\rActionCommand\x12\x1d\n" +
 	"\n" +
@@ -1167,7 +1248,9 @@ var file_vigil_v1_agent_proto_goTypes = []any{
 	nil,                           // 12: vigil.v1.Heartbeat.EventsLostEntry
 	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 	(*Incident)(nil),              // 14: vigil.v1.Incident
-	(*ActionRecord)(nil),          // 15: vigil.v1.ActionRecord
+	(*RuleSetResult)(nil),         // 15: vigil.v1.RuleSetResult
+	(*ActionRecord)(nil),          // 16: vigil.v1.ActionRecord
+	(*RuleSet)(nil),               // 17: vigil.v1.RuleSet
 }
 var file_vigil_v1_agent_proto_depIdxs = []int32{
 	13, // 0: vigil.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
@@ -1178,20 +1261,22 @@ var file_vigil_v1_agent_proto_depIdxs = []int32{
 	2,  // 5: vigil.v1.AgentMessage.incident:type_name -> vigil.v1.IncidentReport
 	5,  // 6: vigil.v1.AgentMessage.suppressions_applied:type_name -> vigil.v1.SuppressionsApplied
 	4,  // 7: vigil.v1.AgentMessage.action_result:type_name -> vigil.v1.ActionResult
-	15, // 8: vigil.v1.ActionResult.record:type_name -> vigil.v1.ActionRecord
-	6,  // 9: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
-	7,  // 10: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
-	11, // 11: vigil.v1.ServerMessage.suppressions:type_name -> vigil.v1.Suppressions
-	9,  // 12: vigil.v1.ServerMessage.action_command:type_name -> vigil.v1.ActionCommand
-	13, // 13: vigil.v1.Suppression.added:type_name -> google.protobuf.Timestamp
-	10, // 14: vigil.v1.Suppressions.suppressions:type_name -> vigil.v1.Suppression
-	3,  // 15: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
-	8,  // 16: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
-	16, // [16:17] is the sub-list for method output_type
-	15, // [15:16] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 8: vigil.v1.AgentMessage.rule_set_result:type_name -> vigil.v1.RuleSetResult
+	16, // 9: vigil.v1.ActionResult.record:type_name -> vigil.v1.ActionRecord
+	6,  // 10: vigil.v1.ServerMessage.ack:type_name -> vigil.v1.Ack
+	7,  // 11: vigil.v1.ServerMessage.reject:type_name -> vigil.v1.Reject
+	11, // 12: vigil.v1.ServerMessage.suppressions:type_name -> vigil.v1.Suppressions
+	9,  // 13: vigil.v1.ServerMessage.action_command:type_name -> vigil.v1.ActionCommand
+	17, // 14: vigil.v1.ServerMessage.rule_set:type_name -> vigil.v1.RuleSet
+	13, // 15: vigil.v1.Suppression.added:type_name -> google.protobuf.Timestamp
+	10, // 16: vigil.v1.Suppressions.suppressions:type_name -> vigil.v1.Suppression
+	3,  // 17: vigil.v1.AgentService.Connect:input_type -> vigil.v1.AgentMessage
+	8,  // 18: vigil.v1.AgentService.Connect:output_type -> vigil.v1.ServerMessage
+	18, // [18:19] is the sub-list for method output_type
+	17, // [17:18] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_agent_proto_init() }
@@ -1200,18 +1285,21 @@ func file_vigil_v1_agent_proto_init() {
 		return
 	}
 	file_vigil_v1_incident_proto_init()
+	file_vigil_v1_rules_proto_init()
 	file_vigil_v1_agent_proto_msgTypes[3].OneofWrappers = []any{
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Heartbeat)(nil),
 		(*AgentMessage_Incident)(nil),
 		(*AgentMessage_SuppressionsApplied)(nil),
 		(*AgentMessage_ActionResult)(nil),
+		(*AgentMessage_RuleSetResult)(nil),
 	}
 	file_vigil_v1_agent_proto_msgTypes[8].OneofWrappers = []any{
 		(*ServerMessage_Ack)(nil),
 		(*ServerMessage_Reject)(nil),
 		(*ServerMessage_Suppressions)(nil),
 		(*ServerMessage_ActionCommand)(nil),
+		(*ServerMessage_RuleSet)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -45,6 +45,17 @@ type AgentServiceClient interface {
 	// ResponseService.RequestAction naming the host; the agent answers each
 	// with an ActionResult. Commands are not queued: one for a host that is
 	// not connected fails at once.
+	//
+	// The server sends the fleet's RuleSet (RulesService.SetRuleSet) right
+	// after the hello when one has been set, and again whenever an admin
+	// sets a new one: at once through the server the admin called, within a
+	// heartbeat through other servers sharing its PostgreSQL store. The agent
+	// compiles it with its built-in rules and its own rule files; when they
+	// compile it stores the set in its state directory (so it survives a
+	// restart) and swaps its rules without restarting, otherwise it keeps
+	// the set it had. Either way it answers with a RuleSetResult, and its
+	// heartbeats carry the version in force. A set the agent already runs on
+	// is answered at once as applied.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AgentMessage, ServerMessage], error)
 }
 
@@ -92,6 +103,17 @@ type AgentServiceServer interface {
 	// ResponseService.RequestAction naming the host; the agent answers each
 	// with an ActionResult. Commands are not queued: one for a host that is
 	// not connected fails at once.
+	//
+	// The server sends the fleet's RuleSet (RulesService.SetRuleSet) right
+	// after the hello when one has been set, and again whenever an admin
+	// sets a new one: at once through the server the admin called, within a
+	// heartbeat through other servers sharing its PostgreSQL store. The agent
+	// compiles it with its built-in rules and its own rule files; when they
+	// compile it stores the set in its state directory (so it survives a
+	// restart) and swaps its rules without restarting, otherwise it keeps
+	// the set it had. Either way it answers with a RuleSetResult, and its
+	// heartbeats carry the version in force. A set the agent already runs on
+	// is answered at once as applied.
 	Connect(grpc.BidiStreamingServer[AgentMessage, ServerMessage]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }

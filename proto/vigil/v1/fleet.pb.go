@@ -45,9 +45,20 @@ type Agent struct {
 	// connected_time is when the agent's latest connection said hello.
 	ConnectedTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=connected_time,json=connectedTime,proto3" json:"connected_time,omitempty"`
 	// peer is the network address of the latest connection.
-	Peer          string `protobuf:"bytes,10,opt,name=peer,proto3" json:"peer,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Peer string `protobuf:"bytes,10,opt,name=peer,proto3" json:"peer,omitempty"`
+	// policy_version is the RuleSet.version of the server's rule set the
+	// agent runs on, from its latest heartbeat, answer or hello; 0 when it
+	// runs on no rule set from a server.
+	PolicyVersion uint64 `protobuf:"varint,11,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// policy_hash is the RuleSet.hash of that set.
+	PolicyHash string `protobuf:"bytes,12,opt,name=policy_hash,json=policyHash,proto3" json:"policy_hash,omitempty"`
+	// last_rule_set_result is the agent's answer to the latest rule set this
+	// server sent it; applied is false when the agent refused it (it then
+	// keeps running on policy_version), with the error. Unset until the
+	// agent answers one.
+	LastRuleSetResult *RuleSetResult `protobuf:"bytes,13,opt,name=last_rule_set_result,json=lastRuleSetResult,proto3" json:"last_rule_set_result,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -150,6 +161,27 @@ func (x *Agent) GetPeer() string {
 	return ""
 }
 
+func (x *Agent) GetPolicyVersion() uint64 {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return 0
+}
+
+func (x *Agent) GetPolicyHash() string {
+	if x != nil {
+		return x.PolicyHash
+	}
+	return ""
+}
+
+func (x *Agent) GetLastRuleSetResult() *RuleSetResult {
+	if x != nil {
+		return x.LastRuleSetResult
+	}
+	return nil
+}
+
 // ListAgentsRequest asks for every agent the server knows.
 type ListAgentsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -237,7 +269,7 @@ var File_vigil_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/fleet.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/agent.proto\"\x87\x03\n" +
+	"\x14vigil/v1/fleet.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14vigil/v1/agent.proto\x1a\x14vigil/v1/rules.proto\"\x99\x04\n" +
 	"\x05Agent\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
@@ -249,7 +281,11 @@ const file_vigil_v1_fleet_proto_rawDesc = "" +
 	"\x0elast_heartbeat\x18\b \x01(\v2\x13.vigil.v1.HeartbeatR\rlastHeartbeat\x12A\n" +
 	"\x0econnected_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rconnectedTime\x12\x12\n" +
 	"\x04peer\x18\n" +
-	" \x01(\tR\x04peer\"\x13\n" +
+	" \x01(\tR\x04peer\x12%\n" +
+	"\x0epolicy_version\x18\v \x01(\x04R\rpolicyVersion\x12\x1f\n" +
+	"\vpolicy_hash\x18\f \x01(\tR\n" +
+	"policyHash\x12H\n" +
+	"\x14last_rule_set_result\x18\r \x01(\v2\x17.vigil.v1.RuleSetResultR\x11lastRuleSetResult\"\x13\n" +
 	"\x11ListAgentsRequest\"=\n" +
 	"\x12ListAgentsResponse\x12'\n" +
 	"\x06agents\x18\x01 \x03(\v2\x0f.vigil.v1.AgentR\x06agents2W\n" +
@@ -276,19 +312,21 @@ var file_vigil_v1_fleet_proto_goTypes = []any{
 	(*ListAgentsResponse)(nil),    // 2: vigil.v1.ListAgentsResponse
 	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 	(*Heartbeat)(nil),             // 4: vigil.v1.Heartbeat
+	(*RuleSetResult)(nil),         // 5: vigil.v1.RuleSetResult
 }
 var file_vigil_v1_fleet_proto_depIdxs = []int32{
 	3, // 0: vigil.v1.Agent.last_seen:type_name -> google.protobuf.Timestamp
 	4, // 1: vigil.v1.Agent.last_heartbeat:type_name -> vigil.v1.Heartbeat
 	3, // 2: vigil.v1.Agent.connected_time:type_name -> google.protobuf.Timestamp
-	0, // 3: vigil.v1.ListAgentsResponse.agents:type_name -> vigil.v1.Agent
-	1, // 4: vigil.v1.FleetService.ListAgents:input_type -> vigil.v1.ListAgentsRequest
-	2, // 5: vigil.v1.FleetService.ListAgents:output_type -> vigil.v1.ListAgentsResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 3: vigil.v1.Agent.last_rule_set_result:type_name -> vigil.v1.RuleSetResult
+	0, // 4: vigil.v1.ListAgentsResponse.agents:type_name -> vigil.v1.Agent
+	1, // 5: vigil.v1.FleetService.ListAgents:input_type -> vigil.v1.ListAgentsRequest
+	2, // 6: vigil.v1.FleetService.ListAgents:output_type -> vigil.v1.ListAgentsResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_vigil_v1_fleet_proto_init() }
@@ -297,6 +335,7 @@ func file_vigil_v1_fleet_proto_init() {
 		return
 	}
 	file_vigil_v1_agent_proto_init()
+	file_vigil_v1_rules_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
