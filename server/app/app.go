@@ -1,7 +1,7 @@
 // Package app assembles a running Vigil server: the store (SQLite or
 // PostgreSQL), the fleet registry, the gRPC handlers and the gRPC server
 // with its health and reflection services, the Prometheus metrics and the
-// OCSF file export.
+// OCSF exports (file and webhook).
 // vigil-server runs one; tests start one in-process with Start.
 package app
 
@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-sensor/vigil/server/fleet"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/metrics"
+	"github.com/vigil-sensor/vigil/server/ocsf"
 	"github.com/vigil-sensor/vigil/server/pki"
 	"github.com/vigil-sensor/vigil/server/store"
 )
@@ -49,6 +50,11 @@ type Config struct {
 	// revision) as one line of OCSF Detection Finding JSON, appended.
 	// Empty means no export.
 	ExportOCSF string
+	// ExportWebhook is an http:// or https:// URL that receives every
+	// stored incident (each revision still stored when its turn comes) as
+	// OCSF JSON lines, POSTed in batches and retried with backoff while
+	// the endpoint fails (see ocsf.Webhook). Empty means no webhook.
+	ExportWebhook string
 	// ConsoleListen is the TCP address of the web console, host:port
 	// (port 0 picks one; read it with ConsoleAddr). Empty means no console.
 	ConsoleListen string
@@ -204,9 +210,17 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// startObservability opens the OCSF export file and starts the metrics
-// endpoint, as configured.
+// startObservability opens the OCSF export file, starts the OCSF webhook
+// and the metrics endpoint, as configured.
 func (s *Server) startObservability(cfg Config, m *metrics.Server) error {
+	var hook *ocsf.Webhook
+	if cfg.ExportWebhook != "" {
+		u, err := ocsf.ParseWebhookURL(cfg.ExportWebhook)
+		if err != nil {
+			return err
+		}
+		hook = &ocsf.Webhook{URL: u, Logger: s.log, OnResult: m.ObserveExport}
+	}
 	if cfg.ExportOCSF != "" {
 		f, err := openOCSF(cfg.ExportOCSF)
 		if err != nil {
@@ -223,6 +237,10 @@ func (s *Server) startObservability(cfg Config, m *metrics.Server) error {
 			return err
 		}
 		s.metrics = h
+	}
+	if hook != nil {
+		hook.Start()
+		s.observed.webhook = hook
 	}
 	return nil
 }
@@ -276,7 +294,8 @@ func (s *Server) Served() <-chan error { return s.served }
 
 // Shutdown ends open streams, stops the gRPC server (waiting for running
 // calls until ctx ends, then closing connections), stops the metrics
-// endpoint and closes the export file and the store.
+// endpoint, closes the export file, gives the OCSF webhook until ctx ends
+// to deliver what it holds, and closes the store.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.services.Shutdown()
 	stopErr := s.grpc.Stop(ctx)
@@ -288,6 +307,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.observed.export != nil {
 		exportErr = s.observed.export.close()
 	}
+	var webhookErr error
+	if s.observed.webhook != nil {
+		webhookErr = s.observed.webhook.Close(ctx)
+	}
 	closeErr := s.store.Close()
-	return errors.Join(stopErr, consoleErr, metricsErr, exportErr, closeErr)
+	return errors.Join(stopErr, consoleErr, metricsErr, exportErr, webhookErr, closeErr)
 }

@@ -17,11 +17,13 @@ import (
 
 // observedStore is the server's store as the handlers see it: every Put is
 // counted and timed, and every incident it stores (each new revision) is
-// appended to the OCSF file when one is configured.
+// appended to the OCSF file and queued for the OCSF webhook when they are
+// configured.
 type observedStore struct {
 	store.Store
 	metrics *metrics.Server
-	export  *ocsfFile // nil: no export
+	export  *ocsfFile     // nil: no file export
+	webhook *ocsf.Webhook // nil: no webhook export
 	log     *slog.Logger
 }
 
@@ -30,15 +32,17 @@ func (s *observedStore) Put(ctx context.Context, inc *vigilv1.Incident) (uint64,
 	start := time.Now()
 	cursor, inserted, err := s.Store.Put(ctx, inc)
 	s.metrics.ObservePut(time.Since(start), inserted, err)
-	if err == nil && inserted && s.export != nil {
+	if err == nil && inserted && (s.export != nil || s.webhook != nil) {
 		s.exportStored(ctx, inc, cursor)
 	}
 	return cursor, inserted, err
 }
 
 // exportStored appends the incident as stored (with its cursor and
-// received time) to the OCSF file. A failure is logged and counted; it
-// does not fail the Put, since the incident is stored.
+// received time) to the OCSF file and queues it for the webhook. A
+// failure is logged and counted; it does not fail the Put, since the
+// incident is stored. The webhook delivers in the background and counts
+// its own results.
 func (s *observedStore) exportStored(ctx context.Context, inc *vigilv1.Incident, cursor uint64) {
 	stored, err := s.Store.Get(ctx, inc.GetId())
 	if err != nil || stored.GetCursor() != cursor {
@@ -47,10 +51,18 @@ func (s *observedStore) exportStored(ctx context.Context, inc *vigilv1.Incident,
 		stored = proto.Clone(inc).(*vigilv1.Incident)
 		stored.Cursor = cursor
 	}
-	err = s.export.write(stored)
-	s.metrics.ObserveExport(err)
-	if err != nil {
-		s.log.Error("ocsf export", "incident_id", inc.GetId(), "cursor", cursor, "error", err)
+	if s.export != nil {
+		err := s.export.write(stored)
+		s.metrics.ObserveExport(1, err)
+		if err != nil {
+			s.log.Error("ocsf export", "incident_id", inc.GetId(), "cursor", cursor, "error", err)
+		}
+	}
+	if s.webhook != nil {
+		if err := s.webhook.Enqueue(stored); err != nil {
+			s.metrics.ObserveExport(1, err)
+			s.log.Error("ocsf webhook", "incident_id", inc.GetId(), "cursor", cursor, "error", err)
+		}
 	}
 }
 

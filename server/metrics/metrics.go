@@ -10,8 +10,8 @@
 //	vigil_server_incidents_duplicate_total   counter: reports the store already had (same or higher revision)
 //	vigil_server_incidents_failed_total      counter: reports the store refused or failed to store
 //	vigil_server_store_put_seconds           histogram: time of one store Put
-//	vigil_server_export_lines_total          counter: OCSF lines appended by --export-ocsf
-//	vigil_server_export_errors_total         counter: OCSF lines that could not be written
+//	vigil_server_export_lines_total          counter: OCSF lines written by --export-ocsf or delivered by --export-webhook
+//	vigil_server_export_errors_total         counter: OCSF lines that could not be written, or whose webhook POST failed (each attempt)
 //	vigil_server_stream_clients              gauge: open IncidentService.StreamIncidents calls
 //	vigil_server_agents_connected            gauge: agents with an open Connect stream
 //	vigil_server_agent_up{host,host_id}      gauge: 1 while that agent is connected, else 0
@@ -73,8 +73,8 @@ func NewServer(reg *fleet.Registry) *Server {
 		stored:       counter("vigil_server_incidents_stored_total", "Incident reports stored: new incidents and higher revisions."),
 		duplicates:   counter("vigil_server_incidents_duplicate_total", "Incident reports the store already had at the same or a higher revision."),
 		failed:       counter("vigil_server_incidents_failed_total", "Incident reports the store refused or failed to store."),
-		exportLines:  counter("vigil_server_export_lines_total", "OCSF lines appended to the --export-ocsf file."),
-		exportErrors: counter("vigil_server_export_errors_total", "Stored incidents whose OCSF line could not be written."),
+		exportLines:  counter("vigil_server_export_lines_total", "OCSF lines appended to the --export-ocsf file or delivered to the --export-webhook endpoint."),
+		exportErrors: counter("vigil_server_export_errors_total", "OCSF lines that could not be written, or whose webhook POST failed (counted at each attempt)."),
 		putSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vigil_server_store_put_seconds",
 			Help:    "Time of one store Put, in seconds.",
@@ -104,13 +104,14 @@ func (m *Server) ObservePut(d time.Duration, inserted bool, err error) {
 	}
 }
 
-// ObserveExport records one line of the OCSF file sink.
-func (m *Server) ObserveExport(err error) {
+// ObserveExport records lines OCSF lines of an export sink: written or
+// delivered when err is nil, failed otherwise.
+func (m *Server) ObserveExport(lines int, err error) {
 	if err != nil {
-		m.exportErrors.Inc()
+		m.exportErrors.Add(float64(lines))
 		return
 	}
-	m.exportLines.Inc()
+	m.exportLines.Add(float64(lines))
 }
 
 // StreamInterceptor counts open StreamIncidents calls.

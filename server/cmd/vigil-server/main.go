@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-sensor/vigil/server/console"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/metrics"
+	"github.com/vigil-sensor/vigil/server/ocsf"
 	"github.com/vigil-sensor/vigil/server/store"
 )
 
@@ -62,6 +63,11 @@ Flags:
   --export-ocsf FILE            append every stored incident, each
                                 revision, to FILE as one line of OCSF 1.1
                                 Detection Finding JSON (default: no export)
+  --export-webhook URL          POST every stored incident to URL (http://
+                                or https://, user:password@ for basic auth)
+                                as OCSF JSON lines, in batches of up to 100,
+                                retried with backoff while it fails; never
+                                slows ingest (default: no webhook)
   --console ADDR                serve the web console at http://ADDR/
                                 (default 127.0.0.1:7471; "" turns it off)
   --tls-cert FILE               serve TLS with this certificate (PEM)
@@ -112,6 +118,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "")
 	metricsAddr := fs.String("metrics", metrics.DefaultAddr, "")
 	exportOCSF := fs.String("export-ocsf", "", "")
+	exportWebhook := fs.String("export-webhook", "", "")
 	consoleAddr := fs.String("console", console.DefaultAddr, "")
 	tlsCert := fs.String("tls-cert", "", "")
 	tlsKey := fs.String("tls-key", "", "")
@@ -144,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg := app.Config{Listen: *listen, DBPath: *db, Logger: log}
-	cfg.MetricsListen, cfg.ExportOCSF = *metricsAddr, *exportOCSF
+	cfg.MetricsListen, cfg.ExportOCSF, cfg.ExportWebhook = *metricsAddr, *exportOCSF, *exportWebhook
 	cfg.ConsoleListen = *consoleAddr
 	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA = *tlsCert, *tlsKey, *clientCA
 	cfg.TokensFile, cfg.AgentRate = *tokens, *agentRate
@@ -170,6 +177,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *exportOCSF != "" {
 		log.Info("exporting incidents as OCSF", "file", *exportOCSF)
+	}
+	if *exportWebhook != "" {
+		u, _ := ocsf.ParseWebhookURL(*exportWebhook) // Start checked it
+		log.Info("exporting incidents as OCSF", "webhook", u.Redacted())
 	}
 
 	code := 0
