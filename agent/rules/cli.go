@@ -1,10 +1,14 @@
 package rules
 
 import (
+	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
 // Command implements `vigil-agent rules SUBCOMMAND ...`: args[0] is
@@ -12,7 +16,7 @@ import (
 // returns the exit status.
 func Command(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil-agent rules validate DIR... | rules list [DIR...]")
+		fmt.Fprintln(stderr, "usage: vigil-agent rules validate DIR... | rules list [--state-dir DIR] [DIR...]")
 		return 2
 	}
 	switch args[0] {
@@ -67,15 +71,29 @@ func ValidateCommand(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// ListCommand implements `vigil-agent rules list [DIR...]`: it prints the
-// id, severity, ATT&CK technique and event kinds of every rule of the set
-// loaded from the defaults and the directories (DefaultDir when none is
-// given), marking disabled ones.
+// ListCommand implements `vigil-agent rules list [--state-dir DIR]
+// [DIR...]`: it prints the id, severity, ATT&CK technique and event kinds
+// of every rule of the set loaded from the defaults, the server's rule set
+// the agent of the state directory (DefaultStateDir) last applied, and the
+// directories (DefaultDir when none is given), marking disabled ones, and
+// then the server set's version.
 func ListCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vigil-agent rules list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", DefaultStateDir, "the agent's state `directory`, which keeps the server's rule set")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	args = fs.Args()
 	if len(args) == 0 {
 		args = []string{DefaultDir}
 	}
-	set, err := Load(args...)
+	serverPath := filepath.Join(*stateDir, ServerSetName)
+	server, err := LoadServerSet(serverPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v; listing without it\n", err)
+	}
+	set, err := CompileLayers(server, args...)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -93,5 +111,28 @@ func ListCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	fmt.Fprintf(stdout, "server rule set: %s\n", DescribeServerSet(server, serverPath))
 	return 0
+}
+
+// DescribeServerSet says in a few words which server rule set rs is, kept
+// at path: "version 3 (sha256:1f2e3d4c5b6a, 2 files, set by alice) from
+// PATH", or "none" when rs is nil.
+func DescribeServerSet(rs *vigilv1.RuleSet, path string) string {
+	if rs == nil {
+		return "none (" + path + " holds none)"
+	}
+	hash := rs.GetHash()
+	if len(hash) > len("sha256:")+12 {
+		hash = hash[:len("sha256:")+12]
+	}
+	files := fmt.Sprintf("%d files", len(rs.GetFiles()))
+	if len(rs.GetFiles()) == 1 {
+		files = "1 file"
+	}
+	by := ""
+	if rs.GetSetBy() != "" {
+		by = ", set by " + rs.GetSetBy()
+	}
+	return fmt.Sprintf("version %d (%s, %s%s) from %s", rs.GetVersion(), hash, files, by, path)
 }

@@ -133,6 +133,10 @@ type Set struct {
 	rules  []*Rule
 	byKind map[string][]*Rule
 	files  []FileInfo
+	// serverVersion and serverHash identify the server's rule set compiled
+	// into the set (see CompileLayers); 0 and "" for none.
+	serverVersion uint64
+	serverHash    string
 }
 
 // Rules returns every rule of the set, disabled ones included, in load order.
@@ -140,6 +144,10 @@ func (s *Set) Rules() []*Rule { return s.rules }
 
 // Files returns the files the set was loaded from, with their rule counts.
 func (s *Set) Files() []FileInfo { return s.files }
+
+// Server returns the version and hash of the server's rule set compiled
+// into the set (see CompileLayers): 0 and "" when it has none.
+func (s *Set) Server() (version uint64, hash string) { return s.serverVersion, s.serverHash }
 
 // ForKind returns the enabled rules evaluated on events of kind.
 func (s *Set) ForKind(kind string) []*Rule { return s.byKind[kind] }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type WatchOptions struct {
 	// OnError is called when changed files fail to compile; the engine
 	// keeps its set.
 	OnError func(error)
+	// Load compiles the set after a change (nil: Load(dirs...)); the
+	// daemon gives a Loader's, to keep the server's rule set in it.
+	Load func() (*Set, error)
 }
 
 // Watcher reloads an engine's rules when the files of the rules directories
@@ -31,7 +35,11 @@ type Watcher struct {
 	engine *Engine
 	dirs   []string
 	opts   WatchOptions
-	last   map[string]fileStamp
+
+	// mu makes loading and swapping one step, so that a Reload and a Check
+	// never swap in a set compiled before the other's.
+	mu   sync.Mutex
+	last map[string]fileStamp
 }
 
 type fileStamp struct {
@@ -44,6 +52,9 @@ type fileStamp struct {
 func NewWatcher(engine *Engine, dirs []string, opts WatchOptions) *Watcher {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultPollInterval
+	}
+	if opts.Load == nil {
+		opts.Load = func() (*Set, error) { return Load(dirs...) }
 	}
 	w := &Watcher{engine: engine, dirs: dirs, opts: opts}
 	w.last, _ = w.stamps()
@@ -74,6 +85,8 @@ func (w *Watcher) stamps() (map[string]fileStamp, error) {
 // returned as the error (and given to OnError); the engine keeps the last
 // good set, and the same files are not tried again until they change.
 func (w *Watcher) Check() (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	now, err := w.stamps()
 	if err != nil {
 		w.report(err)
@@ -83,17 +96,36 @@ func (w *Watcher) Check() (bool, error) {
 		return false, nil
 	}
 	w.last = now
-	set, err := Load(w.dirs...)
-	if err != nil {
-		err = fmt.Errorf("reload rules: %w", err)
+	if _, err := w.reloadLocked(); err != nil {
 		w.report(err)
 		return false, err
+	}
+	return true, nil
+}
+
+// Reload compiles the set now, whether or not files changed (the daemon
+// calls it when the server's rule set changed), swaps the engine's set and
+// returns it. On an error the engine keeps its set; OnError is not called.
+func (w *Watcher) Reload() (*Set, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now, err := w.stamps(); err == nil {
+		w.last = now
+	}
+	return w.reloadLocked()
+}
+
+// reloadLocked loads, swaps and tells OnReload. w.mu must be held.
+func (w *Watcher) reloadLocked() (*Set, error) {
+	set, err := w.opts.Load()
+	if err != nil {
+		return nil, fmt.Errorf("reload rules: %w", err)
 	}
 	w.engine.Swap(set)
 	if w.opts.OnReload != nil {
 		w.opts.OnReload(set)
 	}
-	return true, nil
+	return set, nil
 }
 
 func (w *Watcher) report(err error) {
