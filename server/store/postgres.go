@@ -24,7 +24,7 @@ import (
 
 // pgSchemaVersion is stored in vigil_schema; a database written by a newer
 // server is refused rather than misread.
-const pgSchemaVersion = 3
+const pgSchemaVersion = 4
 
 // pgSchemaLock is the key of the advisory lock that serializes schema
 // creation, so that servers starting at the same time do not trip over
@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS actions_host_cursor ON actions (host_id, cursor);
 CREATE INDEX IF NOT EXISTS actions_incident_cursor ON actions (incident_id, cursor);
+CREATE TABLE IF NOT EXISTS rule_sets (
+	version BIGINT PRIMARY KEY,
+	hash    TEXT   NOT NULL,
+	body    BYTEA  NOT NULL
+);
 `
 
 // pgTriage upgrades a version 1 schema, which had no triage, and creates

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -18,7 +19,7 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; a file written by a newer
 // server is refused rather than misread.
-const schemaVersion = 4
+const schemaVersion = 5
 
 const schema = `
 CREATE TABLE IF NOT EXISTS incidents (
@@ -46,10 +47,16 @@ CREATE TABLE IF NOT EXISTS actions (
 	UNIQUE (host_id, id)
 );
 CREATE INDEX IF NOT EXISTS actions_incident_cursor ON actions (incident_id, cursor);
+CREATE TABLE IF NOT EXISTS rule_sets (
+	version INTEGER PRIMARY KEY,
+	hash    TEXT    NOT NULL,
+	body    BLOB    NOT NULL
+);
 `
 
-// The actions table came with version 4; older files get it from the
-// schema's CREATE TABLE IF NOT EXISTS.
+// The actions table came with version 4 and the rule_sets table with
+// version 5; older files get them from the schema's CREATE TABLE IF NOT
+// EXISTS.
 
 // triageColumns are the analysts' triage, kept apart from body (what the
 // agent reported) so that a new revision cannot overwrite it. status and
@@ -74,11 +81,47 @@ const busyTimeout = 5 * time.Second
 // SQLite is a Store in one SQLite file, in WAL mode so that readers never
 // block the writer. Only one server process should use a file at a time:
 // Changed only sees the Puts of this process.
+//
+// Puts are committed in groups: one writer goroutine takes every Put
+// waiting when it is free, in the order they came, and stores them in one
+// transaction (a group of at most maxPutGroup). Each Put returns only once
+// the transaction holding its incident has committed, so an agent's ack
+// still means the incident is stored; what the group saves is a commit
+// (and its write to the WAL) per incident, and the write lock's hand-over
+// between connections. Queries are prepared once per connection and kept.
 type SQLite struct {
 	db     *sql.DB
 	path   string
 	notify Notifier
+
+	stmts sync.Map // query text → *sql.Stmt
+
+	puts       chan *putRequest
+	closeMu    sync.RWMutex
+	closed     bool
+	quit       chan struct{}
+	writerDone chan struct{}
 }
+
+// maxPutGroup bounds how many Puts the writer commits in one transaction.
+const maxPutGroup = 512
+
+// putRequest is one Put waiting for the writer.
+type putRequest struct {
+	inc  *vigilv1.Incident
+	blob []byte
+	done chan putResult // buffered: the writer never waits for the caller
+}
+
+// putResult is what Put returns.
+type putResult struct {
+	cursor   uint64
+	inserted bool
+	err      error
+}
+
+// errClosed is returned by calls after Close.
+var errClosed = errors.New("store is closed")
 
 var _ Store = (*SQLite)(nil)
 
@@ -92,12 +135,32 @@ func OpenSQLite(path string) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	s := &SQLite{db: db, path: path}
+	s := &SQLite{db: db, path: path, puts: make(chan *putRequest, maxPutGroup),
+		quit: make(chan struct{}), writerDone: make(chan struct{})}
 	if err := s.init(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	go s.writer()
 	return s, nil
+}
+
+// stmt returns the prepared statement of query, preparing it the first
+// time. database/sql prepares it again on each connection that runs it,
+// once, and keeps it there.
+func (s *SQLite) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // dsn builds the modernc.org/sqlite data source name for path: a file: URI
@@ -158,7 +221,19 @@ func (s *SQLite) init(ctx context.Context) error {
 // Path returns the file the store was opened on.
 func (s *SQLite) Path() string { return s.path }
 
-// Put implements Store.
+// The statements of Put.
+const (
+	sqlitePutLookup = `SELECT cursor, revision, status, label, triage FROM incidents WHERE id = ?`
+	sqlitePutDelete = `DELETE FROM incidents WHERE id = ?`
+	sqlitePutInsert = `INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body, revision, status, label, triage)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 RETURNING cursor`
+)
+
+// Put implements Store. It hands the incident to the writer and waits
+// until the transaction that stores it has committed (see SQLite). When
+// ctx ends first, Put returns ctx's error; the incident may be stored all
+// the same, which a resend then finds.
 func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, error) {
 	if err := Validate(inc); err != nil {
 		return 0, false, err
@@ -167,46 +242,146 @@ func (s *SQLite) Put(ctx context.Context, inc *vigilv1.Incident) (uint64, bool, 
 	if err != nil {
 		return 0, false, err
 	}
+	req := &putRequest{inc: inc, blob: blob, done: make(chan putResult, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return 0, false, fmt.Errorf("store incident %s: %w", inc.GetId(), errClosed)
+	}
+	select {
+	case s.puts <- req:
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return 0, false, fmt.Errorf("store incident %s: %w", inc.GetId(), ctx.Err())
+	}
+	s.closeMu.RUnlock()
+	select {
+	case r := <-req.done:
+		return r.cursor, r.inserted, r.err
+	case <-ctx.Done():
+		return 0, false, fmt.Errorf("store incident %s: %w", inc.GetId(), ctx.Err())
+	}
+}
+
+// writer commits the waiting Puts, a group at a time, until Close; then
+// it stores what is still queued and returns.
+func (s *SQLite) writer() {
+	defer close(s.writerDone)
+	group := make([]*putRequest, 0, maxPutGroup)
+	for {
+		select {
+		case r := <-s.puts:
+			group = append(group[:0], r)
+		case <-s.quit:
+			// Close holds no Put back any more: drain what they queued.
+			for {
+				select {
+				case r := <-s.puts:
+					s.commitGroup([]*putRequest{r})
+				default:
+					return
+				}
+			}
+		}
+	more:
+		for len(group) < maxPutGroup {
+			select {
+			case r := <-s.puts:
+				group = append(group, r)
+			default:
+				break more
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup stores a group of Puts in one transaction and answers each.
+// When the transaction fails, each incident is tried again in a
+// transaction of its own, so that one that cannot be stored fails alone.
+func (s *SQLite) commitGroup(group []*putRequest) {
+	results, err := s.putTx(group)
+	if err != nil && len(group) > 1 {
+		for _, r := range group {
+			res, err := s.putTx([]*putRequest{r})
+			if err != nil {
+				r.done <- putResult{err: err}
+			} else {
+				r.done <- res[0]
+			}
+		}
+		return
+	}
+	for i, r := range group {
+		if err != nil {
+			r.done <- putResult{err: err}
+		} else {
+			r.done <- results[i]
+		}
+	}
+}
+
+// putTx stores the group's incidents in one transaction, in order, and
+// wakes Changed once when it stored any. A later incident of the group
+// sees the earlier ones, so two revisions of one incident in a group are
+// handled as they would be one after the other.
+func (s *SQLite) putTx(group []*putRequest) ([]putResult, error) {
+	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, false, fmt.Errorf("store incident %s: %w", inc.GetId(), err)
+		return nil, fmt.Errorf("store incident %s: %w", group[0].inc.GetId(), err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	var cursor int64
-	var revision uint32
-	// A new revision keeps the triage of the one it replaces.
-	status, label := int32(vigilv1.TriageStatus_TRIAGE_STATUS_OPEN), int32(vigilv1.Label_LABEL_UNLABELLED)
-	var triage []byte
-	err = tx.QueryRowContext(ctx, `SELECT cursor, revision, status, label, triage FROM incidents WHERE id = ?`, inc.GetId()).
-		Scan(&cursor, &revision, &status, &label, &triage)
-	switch {
-	case err == nil && inc.GetRevision() <= revision:
-		// A resend, or an older revision arriving late: keep what is stored.
-		return uint64(cursor), false, nil
-	case err == nil:
-		// A newer revision replaces the stored one at a new cursor, so that
-		// streams deliver the update.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM incidents WHERE id = ?`, inc.GetId()); err != nil {
-			return 0, false, fmt.Errorf("replace incident %s: %w", inc.GetId(), err)
+	var stmts [3]*sql.Stmt
+	for i, q := range []string{sqlitePutLookup, sqlitePutDelete, sqlitePutInsert} {
+		st, err := s.stmt(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("store incident %s: %w", group[0].inc.GetId(), err)
 		}
-	case !errors.Is(err, sql.ErrNoRows):
-		return 0, false, fmt.Errorf("look up incident %s: %w", inc.GetId(), err)
+		stmts[i] = tx.StmtContext(ctx, st)
 	}
-	err = tx.QueryRowContext(ctx,
-		`INSERT INTO incidents (id, host_id, severity, rule_id, received_ns, body, revision, status, label, triage)
-		 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		 RETURNING cursor`,
-		inc.GetId(), inc.GetHostId(), int32(inc.GetSeverity()), inc.GetRuleId(), time.Now().UnixNano(), blob, inc.GetRevision(),
-		status, label, triage,
-	).Scan(&cursor)
-	if err != nil {
-		return 0, false, fmt.Errorf("insert incident %s: %w", inc.GetId(), err)
+	lookup, del, insert := stmts[0], stmts[1], stmts[2]
+	results := make([]putResult, len(group))
+	stored := false
+	for i, r := range group {
+		inc := r.inc
+		var cursor int64
+		var revision uint32
+		// A new revision keeps the triage of the one it replaces.
+		status, label := int32(vigilv1.TriageStatus_TRIAGE_STATUS_OPEN), int32(vigilv1.Label_LABEL_UNLABELLED)
+		var triage []byte
+		err := lookup.QueryRowContext(ctx, inc.GetId()).Scan(&cursor, &revision, &status, &label, &triage)
+		switch {
+		case err == nil && inc.GetRevision() <= revision:
+			// A resend, or an older revision arriving late: keep what is stored.
+			results[i] = putResult{cursor: uint64(cursor)}
+			continue
+		case err == nil:
+			// A newer revision replaces the stored one at a new cursor, so that
+			// streams deliver the update.
+			if _, err := del.ExecContext(ctx, inc.GetId()); err != nil {
+				return nil, fmt.Errorf("replace incident %s: %w", inc.GetId(), err)
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("look up incident %s: %w", inc.GetId(), err)
+		}
+		err = insert.QueryRowContext(ctx,
+			inc.GetId(), inc.GetHostId(), int32(inc.GetSeverity()), inc.GetRuleId(), time.Now().UnixNano(), r.blob, inc.GetRevision(),
+			status, label, triage,
+		).Scan(&cursor)
+		if err != nil {
+			return nil, fmt.Errorf("insert incident %s: %w", inc.GetId(), err)
+		}
+		results[i] = putResult{cursor: uint64(cursor), inserted: true}
+		stored = true
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, false, fmt.Errorf("commit incident %s: %w", inc.GetId(), err)
+		return nil, fmt.Errorf("commit incident %s: %w", group[0].inc.GetId(), err)
 	}
-	s.notify.Notify()
-	return uint64(cursor), true, nil
+	if stored {
+		s.notify.Notify()
+	}
+	return results, nil
 }
 
 // UpdateTriage implements Store. The incident's row is replaced by one at
@@ -265,10 +440,14 @@ func (s *SQLite) UpdateTriage(ctx context.Context, id string, update func(*vigil
 // marshalBody encodes what Put stores of an incident: everything the agent
 // reported, without the server's fields (cursor, received time, triage).
 func marshalBody(inc *vigilv1.Incident) ([]byte, error) {
-	body := proto.Clone(inc).(*vigilv1.Incident)
-	body.Cursor = 0
-	body.ReceivedTime = nil
-	body.Triage = nil
+	body := inc
+	if inc.GetCursor() != 0 || inc.GetReceivedTime() != nil || inc.GetTriage() != nil {
+		// Agents never set them: copy only when there is something to clear.
+		body = proto.Clone(inc).(*vigilv1.Incident)
+		body.Cursor = 0
+		body.ReceivedTime = nil
+		body.Triage = nil
+	}
 	blob, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("marshal incident %s: %w", inc.GetId(), err)
@@ -290,8 +469,11 @@ func unmarshalTriage(b []byte) (*vigilv1.Triage, error) {
 
 // Get implements Store.
 func (s *SQLite) Get(ctx context.Context, id string) (*vigilv1.Incident, error) {
-	row := s.db.QueryRowContext(ctx, `SELECT cursor, received_ns, body, triage FROM incidents WHERE id = ?`, id)
-	inc, err := scanIncident(row)
+	st, err := s.stmt(ctx, `SELECT cursor, received_ns, body, triage FROM incidents WHERE id = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("get incident %s: %w", id, err)
+	}
+	inc, err := scanIncident(st.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("get incident %s: %w", id, ErrNotFound)
 	}
@@ -338,6 +520,18 @@ func (s *SQLite) Changed() <-chan struct{} { return s.notify.Wait() }
 
 // Close implements Store.
 func (s *SQLite) Close() error {
+	s.closeMu.Lock()
+	wasClosed := s.closed
+	s.closed = true
+	s.closeMu.Unlock()
+	if !wasClosed {
+		close(s.quit)
+	}
+	<-s.writerDone
+	s.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close sqlite %s: %w", s.path, err)
 	}
@@ -380,7 +574,11 @@ func (s *SQLite) query(ctx context.Context, where []string, args []any, dir stri
 	}
 	q += " ORDER BY cursor " + dir + " LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}

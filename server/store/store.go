@@ -90,6 +90,21 @@ type Store interface {
 	// first. beforeCursor 0 starts from the newest. limit must be positive.
 	ListActions(ctx context.Context, filter ActionFilter, beforeCursor uint64, limit int) ([]Action, error)
 
+	// PutRuleSet stores rs as the fleet's rule set, with the next version:
+	// one more than the current set's (1 for the first). When rs.hash is
+	// the current set's, nothing is stored and the current set is returned
+	// with changed=false. It returns the set as stored (rs with its
+	// version; the caller's message is not modified). Concurrent calls,
+	// also through other servers sharing a database, each get a version
+	// of their own. It rejects a nil set and an empty hash with an error
+	// wrapping ErrInvalid. The store does not look at the files: the
+	// caller validates them and computes the hash.
+	PutRuleSet(ctx context.Context, rs *vigilv1.RuleSet) (stored *vigilv1.RuleSet, changed bool, err error)
+
+	// RuleSet returns the fleet's rule set: the one of the highest version,
+	// or an empty set (version 0, no files) when none has been stored.
+	RuleSet(ctx context.Context) (*vigilv1.RuleSet, error)
+
 	// Close releases the store. Calls after Close fail.
 	Close() error
 }

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 	}
 	tests = append(tests, triageTests...)
 	tests = append(tests, actionTests...)
+	tests = append(tests, ruleSetTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
 	}
