@@ -91,20 +91,21 @@ var MethodRoles = map[string]grpcserver.Role{
 }
 
 // serverOptions builds the TLS credentials, the access policy and the
-// interceptors cfg asks for, the metrics interceptor last.
-func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, error) {
+// interceptors cfg asks for, the metrics interceptor last. It also returns
+// the policy, which the web console enforces too.
+func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, *grpcserver.Policy, error) {
 	var opts []grpc.ServerOption
 	policy := &grpcserver.Policy{MethodRoles: MethodRoles}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, errors.New("tls certificate and key must be given together")
+		return nil, nil, errors.New("tls certificate and key must be given together")
 	}
 	if cfg.ClientCA != "" && cfg.TLSCert == "" {
-		return nil, errors.New("a client CA needs the server's tls certificate and key")
+		return nil, nil, errors.New("a client CA needs the server's tls certificate and key")
 	}
 	if cfg.TLSCert != "" {
 		tc, err := pki.ServerConfig(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 		if cfg.ClientCA != "" {
@@ -114,7 +115,7 @@ func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, error) {
 	if cfg.TokensFile != "" {
 		t, err := grpcserver.LoadTokens(cfg.TokensFile)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		policy.Tokens = t
 		policy.TokenServices = map[string]bool{
@@ -125,7 +126,7 @@ func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, error) {
 	}
 	streams := []grpc.StreamServerInterceptor{policy.StreamInterceptor()}
 	if cfg.AgentRate < 0 || cfg.AgentBurst < 0 {
-		return nil, errors.New("agent rate and burst must not be negative")
+		return nil, nil, errors.New("agent rate and burst must not be negative")
 	}
 	if cfg.AgentRate > 0 {
 		burst := cfg.AgentBurst
@@ -135,7 +136,7 @@ func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, error) {
 		streams = append(streams, newAgentLimiter(cfg.AgentRate, burst).StreamInterceptor())
 	}
 	streams = append(streams, m.StreamInterceptor())
-	return append(opts, grpc.ChainUnaryInterceptor(policy.UnaryInterceptor()), grpc.ChainStreamInterceptor(streams...)), nil
+	return append(opts, grpc.ChainUnaryInterceptor(policy.UnaryInterceptor()), grpc.ChainStreamInterceptor(streams...)), policy, nil
 }
 
 // Server is a running Vigil server.
@@ -147,6 +148,7 @@ type Server struct {
 	lis      net.Listener
 	log      *slog.Logger
 	served   chan error
+	policy   *grpcserver.Policy // who may call what, for gRPC and the console
 
 	observed *observedStore
 	metrics  *metrics.HTTPServer // nil without Config.MetricsListen
@@ -175,7 +177,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	reg := fleet.New()
 	m := metrics.NewServer(reg)
-	opts, err := serverOptions(cfg, m)
+	opts, policy, err := serverOptions(cfg, m)
 	if err != nil {
 		lis.Close()
 		st.Close()
@@ -188,6 +190,7 @@ func Start(cfg Config) (*Server, error) {
 		lis:      lis,
 		log:      log,
 		served:   make(chan error, 1),
+		policy:   policy,
 		observed: &observedStore{Store: st, metrics: m, log: log},
 	}
 	if err := s.startObservability(cfg, m); err != nil {

@@ -1,19 +1,47 @@
 // Package console is vigil-server's web console: a few embedded static
 // files (one page, its script and its style sheet, no external fetches)
-// and a small read-only JSON API over the store.
+// and a small JSON API over the store and the server's gRPC handlers.
 //
+//	GET /api/session
+//	    whether the API needs a token, and whose the request's is:
+//	    {"tokens":true,"name":"alice","role":"responder"}
 //	GET /api/incidents?limit=N&before=CURSOR&host=ID&rule=ID&min_severity=LEVEL
 //	    stored incidents, newest first: {"incidents":[...],"nextBefore":"N"}
 //	GET /api/incidents/{id}
 //	    one incident (protobuf JSON), 404 when unknown
+//	GET /api/incidents/{id}/actions
+//	    the action records stored for the incident, newest first (a
+//	    vigil.v1.ListActionsResponse)
+//	POST /api/incidents/{id}/actions
+//	    run one of the incident's recommended actions on its host, through
+//	    ResponseService.RequestAction; the body is a RequestActionRequest
+//	    ({"action":"kill","target":"pid:4242","dryRun":true}), the answer
+//	    the agent's ActionRecord
+//	POST /api/incidents/{id}/triage
+//	    change the status, label or notes, through
+//	    IncidentService.UpdateIncident; the body is an UpdateIncidentRequest
+//	    ({"label":"LABEL_BENIGN","note":"nightly build"}), the answer the
+//	    incident as now stored
 //	GET /api/events?after=CURSOR (or the Last-Event-ID header), same filters
 //	    Server-Sent Events: every incident stored after the cursor, oldest
 //	    first, then each new incident or revision as it is stored; the
 //	    event id is the incident's cursor
 //	GET /api/fleet
-//	    the agents the server has heard from since it started
+//	    the agents the server has heard from since it started, each with
+//	    its health
 //
 // Incidents are encoded with protojson, as vigilctl --json prints them.
+//
+// Every API route is checked against the server's token policy as the
+// gRPC method it stands for (GET /api/incidents as ListIncidents, POST
+// .../actions as RequestAction, and so on): with tokens, a request needs
+// "Authorization: Bearer TOKEN" with the method's role, else 401 or 403.
+// A POST must also be a same-origin request of the console's own script:
+// Content-Type application/json, the header Vigil-Console: 1 (which a page
+// of another site cannot send without a CORS preflight, which the console
+// never grants) and, when the browser sends them, an Origin of this host
+// and a Sec-Fetch-Site of same-origin. Otherwise it is refused before
+// anything is read or changed.
 package console
 
 import (
@@ -26,6 +54,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,7 +64,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/api"
 	"github.com/vigil-sensor/vigil/server/fleet"
+	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/render"
 	"github.com/vigil-sensor/vigil/server/store"
 )
@@ -59,31 +90,73 @@ const keepAlive = 15 * time.Second
 //go:embed assets
 var assets embed.FS
 
-// Handler serves the console's pages and API.
-type Handler struct {
-	store store.Store
-	fleet *fleet.Registry
-	log   *slog.Logger
-	mux   *http.ServeMux
+// Config is what a console serves.
+type Config struct {
+	// Store holds the incidents. Required.
+	Store store.Store
+	// Fleet lists the agents; nil makes /api/fleet answer 404.
+	Fleet *fleet.Registry
+	// Incidents triages incidents (POST /api/incidents/{id}/triage); nil
+	// makes that route answer 404.
+	Incidents *api.IncidentService
+	// Responses requests and lists actions (/api/incidents/{id}/actions);
+	// nil makes those routes answer 404.
+	Responses *api.ResponseService
+	// Policy is the server's access policy; its tokens and method roles
+	// apply to the API. nil, or a policy without tokens, leaves the API
+	// open to whoever reaches the console.
+	Policy *grpcserver.Policy
+	// LoopbackOnly answers only requests whose Host header names a
+	// loopback address (localhost, 127.0.0.0/8, ::1), with 421 otherwise:
+	// a console that listens on loopback is then out of reach of pages of
+	// other sites that rebind their name to 127.0.0.1 (DNS rebinding).
+	LoopbackOnly bool
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
 }
 
-// New returns the console over st. reg may be nil: /api/fleet then
-// answers 404. log may be nil.
-func New(st store.Store, reg *fleet.Registry, log *slog.Logger) *Handler {
+// Handler serves the console's pages and API.
+type Handler struct {
+	store     store.Store
+	fleet     *fleet.Registry
+	incidents *api.IncidentService
+	responses *api.ResponseService
+	policy    *grpcserver.Policy
+	loopback  bool
+	log       *slog.Logger
+	mux       *http.ServeMux
+}
+
+// New returns the console cfg describes.
+func New(cfg Config) *Handler {
+	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{store: st, fleet: reg, log: log, mux: http.NewServeMux()}
+	h := &Handler{
+		store: cfg.Store, fleet: cfg.Fleet, incidents: cfg.Incidents, responses: cfg.Responses,
+		policy: cfg.Policy, loopback: cfg.LoopbackOnly, log: log, mux: http.NewServeMux(),
+	}
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
 		panic(err) // the embedded tree always has assets/
 	}
+	// The page itself holds no data: it loads without a token and asks
+	// for one when the API answers 401.
 	h.mux.Handle("GET /", http.FileServerFS(static))
-	h.mux.HandleFunc("GET /api/incidents", h.list)
-	h.mux.HandleFunc("GET /api/incidents/{id}", h.get)
-	h.mux.HandleFunc("GET /api/events", h.events)
-	if reg != nil {
-		h.mux.HandleFunc("GET /api/fleet", h.fleetList)
+	h.mux.HandleFunc("GET /api/session", h.session)
+	h.handle("GET /api/incidents", vigilv1.IncidentService_ListIncidents_FullMethodName, h.list)
+	h.handle("GET /api/incidents/{id}", vigilv1.IncidentService_GetIncident_FullMethodName, h.get)
+	h.handle("GET /api/events", vigilv1.IncidentService_StreamIncidents_FullMethodName, h.events)
+	if h.fleet != nil {
+		h.handle("GET /api/fleet", vigilv1.FleetService_ListAgents_FullMethodName, h.fleetList)
+	}
+	if h.responses != nil {
+		h.handle("GET /api/incidents/{id}/actions", vigilv1.ResponseService_ListActions_FullMethodName, h.listActions)
+		h.handle("POST /api/incidents/{id}/actions", vigilv1.ResponseService_RequestAction_FullMethodName, h.requestAction)
+	}
+	if h.incidents != nil {
+		h.handle("POST /api/incidents/{id}/triage", vigilv1.IncidentService_UpdateIncident_FullMethodName, h.triage)
 	}
 	return h
 }
@@ -99,7 +172,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/api/") {
 		hd.Set("Cache-Control", "no-store")
 	}
+	if h.loopback && !loopbackHost(r.Host) {
+		httpError(w, http.StatusMisdirectedRequest, fmt.Errorf("this console answers only on a loopback address, not %q", r.Host))
+		return
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// loopbackHost reports whether a Host header names a loopback address.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // filter reads the host, rule and min_severity query parameters.
@@ -282,11 +373,71 @@ type agentJSON struct {
 	ConnectedAt   *time.Time      `json:"connectedAt,omitempty"`
 	LastSeen      *time.Time      `json:"lastSeen,omitempty"`
 	LastHeartbeat json.RawMessage `json:"lastHeartbeat,omitempty"`
+	// Health is one of the Health* values; HealthDetail says why.
+	Health       string `json:"health"`
+	HealthDetail string `json:"healthDetail"`
+}
+
+// The values of an agent's health on /api/fleet, worst first.
+const (
+	// HealthDisconnected: the agent has no stream open to this server.
+	HealthDisconnected = "disconnected"
+	// HealthSilent: connected, but nothing arrived for longer than SilentAfter.
+	HealthSilent = "silent"
+	// HealthLosing: the latest heartbeat counts lost events.
+	HealthLosing = "losing events"
+	// HealthStarting: connected, no heartbeat yet.
+	HealthStarting = "starting"
+	// HealthOK: connected, heard from lately, no event lost.
+	HealthOK = "ok"
+)
+
+// SilentAfter is how long a connected agent may send nothing before its
+// health is HealthSilent: three of the agent's default heartbeat intervals.
+const SilentAfter = 30 * time.Second
+
+// health judges an agent at now and says why, in words.
+func health(a fleet.Agent, now time.Time) (string, string) {
+	switch {
+	case a.Connections == 0:
+		if a.LastSeen.IsZero() {
+			return HealthDisconnected, "not connected"
+		}
+		return HealthDisconnected, "not connected; last heard from " + ago(now.Sub(a.LastSeen))
+	case !a.LastSeen.IsZero() && now.Sub(a.LastSeen) > SilentAfter:
+		return HealthSilent, "connected, but nothing received for " + now.Sub(a.LastSeen).Round(time.Second).String()
+	case a.LastHeartbeat == nil:
+		return HealthStarting, "connected, no heartbeat yet"
+	}
+	lost := a.LastHeartbeat.GetEventsLost()
+	families := make([]string, 0, len(lost))
+	var total uint64
+	for f, n := range lost {
+		if n > 0 {
+			families = append(families, f)
+			total += n
+		}
+	}
+	if total == 0 {
+		return HealthOK, "connected, no event lost"
+	}
+	slices.Sort(families)
+	parts := make([]string, len(families))
+	for i, f := range families {
+		parts[i] = fmt.Sprintf("%s %d", f, lost[f])
+	}
+	return HealthLosing, fmt.Sprintf("%d events lost since the agent started (%s)", total, strings.Join(parts, ", "))
+}
+
+// ago says how long ago d was, to the second.
+func ago(d time.Duration) string {
+	return d.Round(time.Second).String() + " ago"
 }
 
 // fleetList answers GET /api/fleet.
 func (h *Handler) fleetList(w http.ResponseWriter, r *http.Request) {
 	agents := h.fleet.Agents()
+	now := time.Now()
 	out := struct {
 		Agents []agentJSON `json:"agents"`
 	}{Agents: make([]agentJSON, 0, len(agents))}
@@ -300,14 +451,10 @@ func (h *Handler) fleetList(w http.ResponseWriter, r *http.Request) {
 		}
 		j.Hello = protoJSON(a.Hello)
 		j.LastHeartbeat = protoJSON(a.LastHeartbeat)
+		j.Health, j.HealthDetail = health(a, now)
 		out.Agents = append(out.Agents, j)
 	}
-	js, err := json.Marshal(out)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, fmt.Errorf("encode fleet: %w", err))
-		return
-	}
-	writeJSON(w, append(js, '\n'))
+	writeJSONValue(w, out)
 }
 
 // protoJSON encodes m with protojson, nil when m is nil or fails to encode.
@@ -322,6 +469,17 @@ func protoJSON(m proto.Message) json.RawMessage {
 	return js
 }
 
+// writeJSONValue answers with v encoded by encoding/json.
+func writeJSONValue(w http.ResponseWriter, v any) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, fmt.Errorf("encode answer: %w", err))
+		return
+	}
+	writeJSON(w, append(js, '\n'))
+}
+
+// writeJSON answers with body, which is JSON.
 func writeJSON(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body) //nolint:errcheck // the client went away

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/api"
 	"github.com/vigil-sensor/vigil/server/console"
 	"github.com/vigil-sensor/vigil/server/fleet"
 	"github.com/vigil-sensor/vigil/server/store"
@@ -30,7 +32,10 @@ func newConsole(t *testing.T) (store.Store, *httptest.Server) {
 	t.Cleanup(func() { st.Close() })
 	reg := fleet.New()
 	reg.Connected(&vigilv1.Hello{HostId: "h1", Hostname: "web-1"}, "127.0.0.1:5000")
-	srv := httptest.NewServer(console.New(st, reg, nil))
+	svc := api.New(st, reg, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(console.New(console.Config{
+		Store: st, Fleet: reg, Incidents: svc.Incident, Responses: svc.Response, LoopbackOnly: true,
+	}))
 	t.Cleanup(srv.Close)
 	return st, srv
 }
