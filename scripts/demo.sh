@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Vigil on this host in one command: installs what is missing, builds the
-# binaries, starts vigil-server and vigil-agent, runs two harmless but
-# suspicious commands, and shows the incidents they raised with vigilctl.
-# Server and agent keep running afterwards so you can explore.
+# binaries, makes development certificates, starts vigil-server with TLS,
+# agent certificates and client tokens, enrolls vigil-agent and starts it,
+# runs two harmless but suspicious commands, and shows the incidents they
+# raised with vigilctl. Server and agent keep running afterwards so you can
+# explore.
 #
 #   scripts/demo.sh          start (or restart) the demo      (root)
 #   scripts/demo.sh stop     stop the demo's server and agent
 #
-# Logs, database and pid files live in .demo/ in the checkout.
+# Logs, database, certificates (.demo/pki), the vigilctl token
+# (.demo/vigilctl.env) and pid files live in .demo/ in the checkout.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$repo_root"
@@ -47,9 +50,32 @@ go build -o bin/ ./agent/cmd/vigil-agent ./server/cmd/vigil-server ./server/cmd/
 
 stop
 mkdir -p "$demo"
+chmod 700 "$demo"
 
-say "starting vigil-server on $addr (database $demo/server.db)"
-nohup bin/vigil-server --listen "$addr" --db "$demo/server.db" >"$demo/vigil-server.log" 2>&1 &
+# Development certificates, made afresh at each start: a CA, the server's
+# certificate for the demo address, and the CA's fingerprint the agent
+# checks the server by when it enrolls.
+host="${addr%:*}"
+host="${host#[}"
+host="${host%]}"
+pki="$demo/pki"
+say "making a development CA and server certificate in $pki"
+rm -rf "$pki"
+bin/vigil-server ca init "$pki" --host "localhost,127.0.0.1,::1,$host" >/dev/null
+fingerprint="$(bin/vigil-server ca fingerprint "$pki")"
+
+# A bearer token for vigilctl: the server keeps only its hash.
+ctl_token="demo-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '"sha256:%s": {name: demo, role: admin}\n' "$(printf %s "$ctl_token" | sha256sum | cut -d' ' -f1)" >"$demo/tokens.yaml"
+(
+	umask 077
+	printf 'export VIGIL_SERVER=%s VIGIL_TOKEN=%s\n' "$addr" "$ctl_token" >"$demo/vigilctl.env"
+)
+
+say "starting vigil-server on $addr with TLS, agent certificates and client tokens (database $demo/server.db)"
+nohup bin/vigil-server --listen "$addr" --db "$demo/server.db" \
+	--tls-cert "$pki/server.pem" --tls-key "$pki/server-key.pem" --client-ca "$pki/ca.pem" \
+	--enroll-ca "$pki" --tokens "$demo/tokens.yaml" >"$demo/vigil-server.log" 2>&1 &
 echo $! >"$demo/vigil-server.pid"
 for _ in $(seq 100); do
 	grep -q 'vigil-server started' "$demo/vigil-server.log" && break
@@ -57,17 +83,22 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
+say "enrolling vigil-agent: its own key, a certificate signed with a single-use token"
+enroll_token="$(bin/vigil-server ca enroll-token "$pki" --ttl 10m 2>/dev/null)"
+bin/vigil-agent enroll --server "$addr" --token "$enroll_token" --ca-fingerprint "$fingerprint" \
+	--state-dir "$demo/agent" --force
+
 say "starting vigil-agent"
 nohup bin/vigil-agent --server "$addr" --state-dir "$demo/agent" >"$demo/vigil-agent.log" 2>&1 &
 echo $! >"$demo/vigil-agent.pid"
-for _ in $(seq 200); do
+for _ in $(seq 900); do # loading the sensors takes seconds, more on a busy host
 	grep -q 'connected to server' "$demo/vigil-agent.log" && break
 	kill -0 "$(cat "$demo/vigil-agent.pid")" 2>/dev/null || { cat "$demo/vigil-agent.log"; die "vigil-agent did not start"; }
 	sleep 0.1
 done
 grep -q 'connected to server' "$demo/vigil-agent.log" || { cat "$demo/vigil-agent.log"; die "vigil-agent did not connect to the server"; }
 
-vigilctl() { bin/vigilctl --server "$addr" "$@"; }
+vigilctl() { VIGIL_TOKEN="$ctl_token" bin/vigilctl --server "$addr" --ca "$pki/ca.pem" "$@"; }
 case "$repo_root/" in
 /tmp/* | /var/tmp/* | /dev/shm/*)
 	say "note: this checkout is under a temporary directory, so Vigil reports its own binaries (bin/vigilctl) as run from there" ;;
@@ -96,9 +127,12 @@ vigilctl incidents show "$latest"
 
 cat <<EOT
 
-Server and agent are still running (logs in .demo/). Try:
+Server and agent are still running (logs in .demo/). The server speaks TLS
+only, agents need a certificate of .demo/pki/ca.pem (the demo agent enrolled
+for one) and vigilctl needs the token in .demo/vigilctl.env. Try:
   http://127.0.0.1:7471/                   the web console (live incident list)
-  bin/vigilctl incidents tail              follow new incidents (Ctrl-C to stop)
+  . .demo/vigilctl.env; bin/vigilctl --ca .demo/pki/ca.pem incidents tail
+                                           follow new incidents (Ctrl-C to stop)
   cp /bin/true /tmp/x && /tmp/x            raise another one
   scripts/demo.sh stop                     stop both (or: make demo-stop)
 EOT

@@ -62,6 +62,32 @@ type TLS struct {
 // Enabled reports whether any TLS key is set.
 func (t TLS) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
 
+// EnrolledDir is the directory, in the state directory, where 'vigil-agent
+// enroll' keeps the agent's key, its certificate and the server's CA.
+const EnrolledDir = "tls"
+
+// EnrolledTLS is where 'vigil-agent enroll' writes, under stateDir: the
+// CA, the agent's certificate and its private key.
+func EnrolledTLS(stateDir string) TLS {
+	dir := path.Join(stateDir, EnrolledDir)
+	return TLS{CA: path.Join(dir, "ca.pem"), Cert: path.Join(dir, "agent.pem"), Key: path.Join(dir, "agent-key.pem")}
+}
+
+// UseEnrolled sets TLS to the files of 'vigil-agent enroll' in the state
+// directory when no tls key is set and they are there, and reports
+// whether it did. Call it after the state directory is final.
+func (c *Config) UseEnrolled() bool {
+	if c.TLS.Enabled() {
+		return false
+	}
+	e := EnrolledTLS(c.StateDir)
+	if _, err := os.Stat(e.Cert); err != nil {
+		return false
+	}
+	c.TLS = e
+	return true
+}
+
 // validate checks that the CA is set whenever TLS is, that cert and key
 // come together, and that each file exists and holds what it should.
 func (t TLS) validate() error {

@@ -76,6 +76,14 @@ type Config struct {
 	AgentRate float64
 	// AgentBurst is the burst of AgentRate; zero means 5 s worth.
 	AgentBurst int
+	// EnrollCA is a CA directory of 'vigil-server ca init' whose key signs
+	// the certificates of agents that enroll (EnrollmentService). It needs
+	// TLSCert; ClientCA defaults to its ca.pem, and the server presents
+	// that CA in its chain. Empty means no enrollment.
+	EnrollCA string
+	// EnrollTokens is the enrollment tokens file (see package enroll);
+	// empty means enroll-tokens.yaml in EnrollCA.
+	EnrollTokens string
 }
 
 // MethodRoles is the least role each client method needs when tokens are
@@ -105,6 +113,9 @@ func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, *grpcser
 	if cfg.TLSCert != "" {
 		tc, err := pki.ServerConfig(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA)
 		if err != nil {
+			return nil, nil, err
+		}
+		if err := chainEnrollCA(tc, cfg.EnrollCA); err != nil {
 			return nil, nil, err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
@@ -166,6 +177,10 @@ func Start(cfg Config) (*Server, error) {
 	if addr == "" {
 		addr = grpcserver.DefaultAddr
 	}
+	enroller, err := enrollment(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
 	st, err := openStore(cfg.DBPath)
 	if err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
@@ -200,6 +215,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	s.services = api.New(s.observed, s.fleet, log)
 	s.services.Register(s.grpc.Registrar())
+	s.registerEnrollment(enroller)
 	for _, name := range []string{vigilv1.IncidentService_ServiceDesc.ServiceName, vigilv1.AgentService_ServiceDesc.ServiceName,
 		vigilv1.ResponseService_ServiceDesc.ServiceName, vigilv1.FleetService_ServiceDesc.ServiceName} {
 		s.grpc.Health().SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)

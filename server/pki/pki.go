@@ -8,11 +8,15 @@ package pki
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -102,15 +106,7 @@ func (ca *CA) Issue(name string, hosts []string) (*Pair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"Vigil"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(LeafValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
+	tmpl := leafTemplate(name)
 	if len(hosts) > 0 {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		for _, h := range hosts {
@@ -133,6 +129,82 @@ func (ca *CA) Issue(name string, hosts []string) (*Pair, error) {
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}, nil
+}
+
+// leafTemplate is the template of a client certificate for name, valid
+// for LeafValidity from an hour ago.
+func leafTemplate(name string) *x509.Certificate {
+	now := time.Now()
+	return &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"Vigil"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(LeafValidity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+}
+
+// ErrBadCSR is wrapped by the errors of ParseCSR.
+var ErrBadCSR = errors.New("bad certificate signing request")
+
+// ParseCSR reads a PKCS #10 certificate signing request, PEM or DER, and
+// checks its signature and that its key is ECDSA (P-256 or larger),
+// Ed25519 or RSA of at least 2048 bits. Errors wrap ErrBadCSR.
+func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
+	if blk, _ := pem.Decode(b); blk != nil {
+		if blk.Type != "CERTIFICATE REQUEST" && blk.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, fmt.Errorf("%w: PEM block %q, want CERTIFICATE REQUEST", ErrBadCSR, blk.Type)
+		}
+		b = blk.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: signature: %v", ErrBadCSR, err)
+	}
+	switch k := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve.Params().BitSize < 256 {
+			return nil, fmt.Errorf("%w: ECDSA key of %d bits, want at least 256", ErrBadCSR, k.Curve.Params().BitSize)
+		}
+	case ed25519.PublicKey:
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("%w: RSA key of %d bits, want at least 2048", ErrBadCSR, k.N.BitLen())
+		}
+	default:
+		return nil, fmt.Errorf("%w: unsupported key type %T", ErrBadCSR, csr.PublicKey)
+	}
+	return csr, nil
+}
+
+// SignClient signs a client certificate for name over the public key of
+// csr (see ParseCSR), and returns it PEM-encoded and parsed. Only the key
+// is taken from the request: name, validity and usage are the CA's.
+func (ca *CA) SignClient(csr *x509.CertificateRequest, name string) ([]byte, *x509.Certificate, error) {
+	if name == "" {
+		return nil, nil, errors.New("sign client certificate: empty name")
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leafTemplate(name), ca.Cert, csr.PublicKey, ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign client certificate for %s: %w", name, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse client certificate for %s: %w", name, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert, nil
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER bytes, as
+// "sha256:" and lower-case hex: what 'vigil-agent enroll
+// --ca-fingerprint' takes.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // serial returns a random 128-bit serial number.

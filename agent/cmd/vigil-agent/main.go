@@ -31,6 +31,8 @@ Usage:
   vigil-agent replay FILE...          run recorded events (--record) through detection
   vigil-agent label benign ID         stop an incident's behaviour from raising it again
   vigil-agent respond COMMAND         have the agent kill, freeze, block, isolate, restore...
+  vigil-agent enroll --server ADDR --token TOKEN --ca-fingerprint SHA256
+                                      get this agent's client certificate from the server
   vigil-agent model eval --train DIR --normal DIR --attack DIR
                                       score the syscall-sequence model (e.g. on ADFA-LD)
 
@@ -139,6 +141,8 @@ func run() int {
 	if set["log-level"] {
 		cfg.LogLevel = *logLevel
 	}
+	// Without tls: keys, the files of 'vigil-agent enroll', if any.
+	enrolled := cfg.UseEnrolled()
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "vigil-agent: %v\n", err)
 		return 2
@@ -156,6 +160,9 @@ func run() int {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	log.Info("configuration", "source", source)
+	if enrolled {
+		log.Info("connecting with the enrolled certificate", "cert", cfg.TLS.Cert)
+	}
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -182,6 +189,7 @@ func run() int {
 
 // subcommands are the commands besides running the agent.
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
+	"enroll":  runEnroll,
 	"label":   runLabel,
 	"model":   runModel,
 	"replay":  runReplay,

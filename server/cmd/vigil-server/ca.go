@@ -7,7 +7,9 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/vigil-sensor/vigil/server/enroll"
 	"github.com/vigil-sensor/vigil/server/pki"
 )
 
@@ -21,6 +23,16 @@ Usage:
   vigil-server ca issue DIR NAME
       writes the agent certificate DIR/NAME.pem and DIR/NAME-key.pem,
       signed by the CA in DIR
+  vigil-server ca enroll-token DIR [--ttl 24h] [--uses 1] [--name NAME] [--tokens FILE]
+      makes an enrollment token, prints it (only this once) on stdout and
+      adds its SHA-256 to DIR/enroll-tokens.yaml (or FILE), which
+      vigil-server --enroll-ca DIR reads at each enrollment: an agent
+      runs 'vigil-agent enroll --token TOKEN' to get its certificate. It
+      is good for --uses enrollments within --ttl; with --name every
+      certificate it gets is named NAME, else the agent's host name
+  vigil-server ca fingerprint DIR
+      prints the SHA-256 fingerprint of DIR/ca.pem, for
+      'vigil-agent enroll --ca-fingerprint'
 
 Keys are ECDSA P-256; the CA is valid for 10 years, certificates for 2.
 `
@@ -62,6 +74,22 @@ func caCommand(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "CA %s, server certificate %s for %s\n",
 			filepath.Join(rest[0], pki.CAFile), filepath.Join(rest[0], pki.ServerFile), strings.Join(hs, ", "))
+		if ca, err := pki.LoadCA(rest[0]); err == nil {
+			fmt.Fprintf(stdout, "CA fingerprint %s\n", pki.Fingerprint(ca.Cert))
+		}
+		return 0
+	case "enroll-token":
+		return enrollTokenCommand(args[1:], stdout, stderr)
+	case "fingerprint":
+		if len(args) != 2 {
+			return usageError(stderr, "ca fingerprint: want DIR")
+		}
+		ca, err := pki.LoadCA(args[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "vigil-server: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, pki.Fingerprint(ca.Cert))
 		return 0
 	case "issue":
 		if len(args) != 3 {
@@ -75,8 +103,53 @@ func caCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "agent certificate %s, key %s\n", cert, key)
 		return 0
 	default:
-		return usageError(stderr, fmt.Sprintf("unknown ca command %q (want init or issue)", args[0]))
+		return usageError(stderr, fmt.Sprintf("unknown ca command %q (want init, issue, enroll-token or fingerprint)", args[0]))
 	}
+}
+
+// enrollTokenCommand runs 'vigil-server ca enroll-token': the token goes
+// alone on stdout, so that scripts can take it; how to use it goes to
+// stderr.
+func enrollTokenCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vigil-server ca enroll-token", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ttl := fs.Duration("ttl", enroll.DefaultTTL, "")
+	uses := fs.Int("uses", enroll.DefaultUses, "")
+	name := fs.String("name", "", "")
+	file := fs.String("tokens", "", "")
+	rest, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, caUsage)
+		return 0
+	}
+	if err != nil {
+		return usageError(stderr, "ca enroll-token: "+err.Error())
+	}
+	if len(rest) != 1 {
+		return usageError(stderr, "ca enroll-token: want one CA directory")
+	}
+	if *ttl <= 0 || *uses <= 0 {
+		return usageError(stderr, "ca enroll-token: --ttl and --uses must be positive")
+	}
+	ca, err := pki.LoadCA(rest[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil-server: ca enroll-token: %v\n", err)
+		return 1
+	}
+	path := *file
+	if path == "" {
+		path = filepath.Join(rest[0], enroll.TokensFile)
+	}
+	token, entry, err := enroll.Tokens{Path: path}.Create(enroll.Options{Name: *name, TTL: *ttl, Uses: *uses}, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil-server: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, token)
+	fmt.Fprintf(stderr, "enrollment token for %d enrollment(s) until %s, added to %s; on the agent's host:\n"+
+		"  vigil-agent enroll --server SERVER:7470 --ca-fingerprint %s --token TOKEN\n",
+		entry.Uses, entry.Expires.Format(time.RFC3339), path, pki.Fingerprint(ca.Cert))
+	return 0
 }
 
 // parseInterleaved parses flags that may come before or after the

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,12 +13,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vigil-sensor/vigil/server/app"
 	"github.com/vigil-sensor/vigil/server/console"
+	"github.com/vigil-sensor/vigil/server/enroll"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/metrics"
 	"github.com/vigil-sensor/vigil/server/ocsf"
@@ -41,6 +44,9 @@ Usage:
                                                server certificate in DIR
   vigil-server ca issue DIR NAME               make an agent certificate
                                                DIR/NAME.pem, DIR/NAME-key.pem
+  vigil-server ca enroll-token DIR [--ttl D] [--uses N] [--name NAME]
+                                               make a token an agent enrolls
+                                               with (vigil-agent enroll)
 
 Flags:
   --listen ADDR                 TCP address to listen on, host:port
@@ -85,6 +91,13 @@ Flags:
                                 agent, bursts of 5*N (default 0: no
                                 limit); reports over it are read later,
                                 never refused
+  --enroll-ca DIR               let agents enroll: sign their certificates
+                                with the CA in DIR (ca.pem, ca-key.pem of
+                                'ca init') against enrollment tokens; needs
+                                --tls-cert; --client-ca defaults to
+                                DIR/ca.pem
+  --enroll-tokens FILE          the enrollment tokens file (default
+                                DIR/enroll-tokens.yaml of --enroll-ca)
   -h, --help                    show this help
 
 Example:
@@ -125,6 +138,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	clientCA := fs.String("client-ca", "", "")
 	tokens := fs.String("tokens", "", "")
 	agentRate := fs.Float64("agent-rate", 0, "")
+	enrollCA := fs.String("enroll-ca", "", "")
+	enrollTokens := fs.String("enroll-tokens", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -145,6 +160,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *clientCA != "" && *tlsCert == "" {
 		return usageError(stderr, "--client-ca needs --tls-cert and --tls-key")
 	}
+	if *enrollCA != "" && *tlsCert == "" {
+		return usageError(stderr, "--enroll-ca needs --tls-cert and --tls-key")
+	}
+	if *enrollTokens != "" && *enrollCA == "" {
+		return usageError(stderr, "--enroll-tokens needs --enroll-ca")
+	}
 	if *agentRate < 0 {
 		return usageError(stderr, fmt.Sprintf("--agent-rate %v is negative", *agentRate))
 	}
@@ -155,6 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.ConsoleListen = *consoleAddr
 	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA = *tlsCert, *tlsKey, *clientCA
 	cfg.TokensFile, cfg.AgentRate = *tokens, *agentRate
+	cfg.EnrollCA, cfg.EnrollTokens = *enrollCA, *enrollTokens
 	srv, err := app.Start(cfg)
 	if err != nil {
 		log.Error("vigil-server cannot start", "error", err)
@@ -168,7 +190,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("console served", "url", "http://"+a+"/")
 	}
 	if *tlsCert != "" {
-		log.Info("serving TLS", "agent_certificates_required", *clientCA != "")
+		log.Info("serving TLS", "agent_certificates_required", *clientCA != "" || *enrollCA != "")
+	}
+	if *enrollCA != "" {
+		log.Info("agents may enroll", "ca", *enrollCA, "tokens", cmp.Or(*enrollTokens, filepath.Join(*enrollCA, enroll.TokensFile)))
 	}
 	if *tokens == "" {
 		log.Info("clients are not authenticated (no --tokens)")
