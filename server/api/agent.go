@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,14 +53,25 @@ import (
 // the agent's ActionResults are stored (whether or not their caller still
 // waits) and handed back to the waiting call. A result whose record cannot
 // be stored is logged; the stream goes on.
+//
+// The fleet's rule set (RulesService) goes down the same stream: right
+// after the hello when one has been set, then each new version, when
+// RulesService wakes the stream (a set stored through this server) or at a
+// heartbeat that finds a newer version in the store (one stored through
+// another server sharing a PostgreSQL store). The agent's RuleSetResults
+// are kept in the fleet registry.
 type AgentService struct {
 	vigilv1.UnimplementedAgentServiceServer
 
 	store    store.Store
 	fleet    *fleet.Registry
 	commands *commands
-	log      *slog.Logger
-	done     <-chan struct{}
+	// ruleSets is notified when RulesService stores a new set.
+	ruleSets *store.Notifier
+	// ruleSetCache spares the store a read at every agent's heartbeat.
+	ruleSetCache ruleSetCache
+	log          *slog.Logger
+	done         <-chan struct{}
 }
 
 // recvResult is one result of stream.Recv.
@@ -110,6 +123,13 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 		log.Warn("agent disconnected", "reason", err)
 		return err
 	}
+	// The same for the rule set: take the wake-up channel, then send.
+	rulesChanged := a.ruleSets.Wait()
+	var ruleSet uint64 // the version of the last rule set sent
+	if ruleSet, err = a.sendRuleSet(stream, log, ruleSet, 0); err != nil {
+		log.Warn("agent disconnected", "reason", err)
+		return err
+	}
 
 	// Receive in a goroutine so that Shutdown can end the stream while it
 	// waits for the agent. The goroutine ends when the stream does.
@@ -145,6 +165,13 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 				return err
 			}
 			continue
+		case <-rulesChanged:
+			rulesChanged = a.ruleSets.Wait()
+			if ruleSet, err = a.sendRuleSet(stream, log, ruleSet, 0); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+			continue
 		case cmd := <-link.send:
 			if err := stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_ActionCommand{ActionCommand: cmd}}); err != nil {
 				log.Warn("agent disconnected", "reason", err)
@@ -165,7 +192,62 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 			log.Warn("agent disconnected", "reason", err)
 			return err
 		}
+		if r.msg.GetHeartbeat() != nil {
+			// A set stored through another server wakes nothing here.
+			if ruleSet, err = a.sendRuleSet(stream, log, ruleSet, ruleSetMaxAge); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+		}
 	}
+}
+
+// ruleSetMaxAge is how old the rule set a heartbeat compares with may be.
+const ruleSetMaxAge = 5 * time.Second
+
+// ruleSetCache is the fleet's rule set as last read from the store.
+type ruleSetCache struct {
+	mu   sync.Mutex
+	rs   *vigilv1.RuleSet
+	read time.Time
+}
+
+// get returns the rule set, read from st unless the one read last is
+// younger than maxAge (0: always read).
+func (c *ruleSetCache) get(ctx context.Context, st store.Store, maxAge time.Duration) (*vigilv1.RuleSet, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rs != nil && maxAge > 0 && time.Since(c.read) < maxAge {
+		return c.rs, nil
+	}
+	rs, err := st.RuleSet(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.rs, c.read = rs, time.Now()
+	return rs, nil
+}
+
+// sendRuleSet sends the fleet's rule set when its version is not the one
+// last sent (sent), and returns the version sent. The set is read from the
+// store unless one read less than maxAge ago is at hand. It returns an
+// error only when the stream must end.
+func (a *AgentService) sendRuleSet(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger,
+	sent uint64, maxAge time.Duration) (uint64, error) {
+	ctx := stream.Context()
+	rs, err := a.ruleSetCache.get(ctx, a.store, maxAge)
+	if err != nil {
+		log.Error("read rule set", "error", err)
+		return sent, storeError(ctx, "read rule set", err)
+	}
+	if rs.GetVersion() == 0 || rs.GetVersion() == sent {
+		return sent, nil
+	}
+	if err := stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_RuleSet{RuleSet: rs}}); err != nil {
+		return sent, err
+	}
+	log.Info("rule set sent", "version", rs.GetVersion(), "files", len(rs.GetFiles()))
+	return rs.GetVersion(), nil
 }
 
 // handle processes one message after the hello. It returns an error only
@@ -192,6 +274,15 @@ func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 		return nil
 	case *vigilv1.AgentMessage_ActionResult:
 		a.actionResult(stream.Context(), log, hostID, msg.ActionResult)
+		return nil
+	case *vigilv1.AgentMessage_RuleSetResult:
+		res := msg.RuleSetResult
+		a.fleet.RuleSetResult(hostID, res)
+		if res.GetApplied() {
+			log.Info("agent applied rule set", "version", res.GetVersion())
+		} else {
+			log.Warn("agent refused rule set; it keeps its last good set", "version", res.GetVersion(), "error", res.GetError())
+		}
 		return nil
 	default:
 		log.Warn("ignoring agent message of unknown kind")
@@ -283,6 +374,8 @@ func messageKind(m *vigilv1.AgentMessage) string {
 		return "suppressions_applied"
 	case *vigilv1.AgentMessage_ActionResult:
 		return "action_result"
+	case *vigilv1.AgentMessage_RuleSetResult:
+		return "rule_set_result"
 	default:
 		return "an empty or unknown message"
 	}

@@ -1,8 +1,9 @@
 // Package api implements the server's gRPC services: AgentService, through
 // which agents report incidents and answer commands, IncidentService,
 // through which analysts and programs read them, ResponseService, through
-// which they ask agents to respond, and FleetService, which lists the
-// agents. It holds handlers only; listening,
+// which they ask agents to respond, FleetService, which lists the
+// agents, and RulesService, through which admins set the rules every agent
+// runs. It holds handlers only; listening,
 // keepalive and shutdown of the gRPC server live in package grpcserver.
 package api
 
@@ -31,6 +32,8 @@ type Services struct {
 	Response *ResponseService
 	// Fleet handles FleetService.
 	Fleet *FleetService
+	// Rules handles RulesService.
+	Rules *RulesService
 
 	done     chan struct{}
 	doneOnce sync.Once
@@ -41,11 +44,13 @@ type Services struct {
 func New(st store.Store, reg *fleet.Registry, log *slog.Logger) *Services {
 	done := make(chan struct{})
 	cmds := newCommands()
+	ruleSets := &store.Notifier{}
 	return &Services{
-		Agent:    &AgentService{store: st, fleet: reg, commands: cmds, log: log, done: done},
+		Agent:    &AgentService{store: st, fleet: reg, commands: cmds, ruleSets: ruleSets, log: log, done: done},
 		Incident: &IncidentService{store: st, log: log, done: done},
 		Response: &ResponseService{store: st, commands: cmds, log: log},
 		Fleet:    &FleetService{fleet: reg},
+		Rules:    &RulesService{store: st, fleet: reg, changed: ruleSets, log: log},
 		done:     done,
 	}
 }
@@ -56,6 +61,7 @@ func (s *Services) Register(r grpc.ServiceRegistrar) {
 	vigilv1.RegisterIncidentServiceServer(r, s.Incident)
 	vigilv1.RegisterResponseServiceServer(r, s.Response)
 	vigilv1.RegisterFleetServiceServer(r, s.Fleet)
+	vigilv1.RegisterRulesServiceServer(r, s.Rules)
 }
 
 // Shutdown ends every open stream (agent connections and incident streams)

@@ -67,7 +67,7 @@ type Config struct {
 	// signed by it; other services do not ask for one.
 	ClientCA string
 	// TokensFile, when set, is a tokens file (see grpcserver.ParseTokens):
-	// IncidentService, ResponseService and FleetService then require a
+	// IncidentService, ResponseService, FleetService and RulesService require a
 	// bearer token whose role allows the call.
 	TokensFile string
 	// AgentRate limits each agent's incident reports to this many a
@@ -96,6 +96,8 @@ var MethodRoles = map[string]grpcserver.Role{
 	vigilv1.ResponseService_ListActions_FullMethodName:     grpcserver.RoleViewer,
 	vigilv1.ResponseService_RequestAction_FullMethodName:   grpcserver.RoleResponder,
 	vigilv1.FleetService_ListAgents_FullMethodName:         grpcserver.RoleViewer,
+	vigilv1.RulesService_GetRuleSet_FullMethodName:         grpcserver.RoleViewer,
+	vigilv1.RulesService_SetRuleSet_FullMethodName:         grpcserver.RoleAdmin,
 }
 
 // serverOptions builds the TLS credentials, the access policy and the
@@ -133,6 +135,7 @@ func serverOptions(cfg Config, m *metrics.Server) ([]grpc.ServerOption, *grpcser
 			vigilv1.IncidentService_ServiceDesc.ServiceName: true,
 			vigilv1.ResponseService_ServiceDesc.ServiceName: true,
 			vigilv1.FleetService_ServiceDesc.ServiceName:    true,
+			vigilv1.RulesService_ServiceDesc.ServiceName:    true,
 		}
 	}
 	streams := []grpc.StreamServerInterceptor{policy.StreamInterceptor()}
@@ -217,7 +220,8 @@ func Start(cfg Config) (*Server, error) {
 	s.services.Register(s.grpc.Registrar())
 	s.registerEnrollment(enroller)
 	for _, name := range []string{vigilv1.IncidentService_ServiceDesc.ServiceName, vigilv1.AgentService_ServiceDesc.ServiceName,
-		vigilv1.ResponseService_ServiceDesc.ServiceName, vigilv1.FleetService_ServiceDesc.ServiceName} {
+		vigilv1.ResponseService_ServiceDesc.ServiceName, vigilv1.FleetService_ServiceDesc.ServiceName,
+		vigilv1.RulesService_ServiceDesc.ServiceName} {
 		s.grpc.Health().SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	if err := s.startConsole(cfg.ConsoleListen); err != nil {

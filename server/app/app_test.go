@@ -61,7 +61,7 @@ func TestHealthAndReflection(t *testing.T) {
 	defer cancel()
 
 	health := healthpb.NewHealthClient(conn)
-	for _, svc := range []string{"", "vigil.v1.IncidentService", "vigil.v1.AgentService"} {
+	for _, svc := range []string{"", "vigil.v1.IncidentService", "vigil.v1.AgentService", "vigil.v1.RulesService"} {
 		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil {
 			t.Fatalf("health check %q: %v", svc, err)
@@ -98,6 +98,7 @@ func TestHealthAndReflection(t *testing.T) {
 		"vigil.v1.FleetService",
 		"vigil.v1.IncidentService",
 		"vigil.v1.ResponseService",
+		"vigil.v1.RulesService",
 	}
 	if !slices.Equal(names, want) {
 		t.Errorf("reflection lists %q, want %q", names, want)

@@ -59,7 +59,8 @@ type app struct {
 }
 
 const topUsage = `vigilctl reads the incidents a Vigil server has stored.
-It also lists the server's agents and asks them to respond.
+It also lists the server's agents, asks them to respond and sets the
+rules they run.
 
 Usage:
   vigilctl [--server ADDR] [--timeout DURATION] [--token TOKEN] [--ca FILE] COMMAND ...
@@ -73,6 +74,7 @@ Commands:
   agents           list the agents, connected or recently seen
   respond          ask a host's agent to carry out a response
   actions          list the responses requested through the server
+  rules            set or show the fleet's rule set (push, clear, show)
 
 Flags:
   --server ADDR        address of vigil-server, host:port
@@ -228,6 +230,8 @@ func (a *app) run(ctx context.Context, args []string, getenv func(string) string
 		return a.respond(ctx, rest[1:])
 	case "actions":
 		return a.actions(ctx, rest[1:])
+	case "rules":
+		return a.rules(ctx, rest[1:])
 	case "help":
 		fmt.Fprint(a.stdout, topUsage)
 		return nil

@@ -519,6 +519,10 @@ func TestAgents(t *testing.T) {
 		}}},
 		{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: &vigilv1.Heartbeat{
 			EventsTotal: 1000, EventsLost: map[string]uint64{"net": 2, "file": 1, "process": 0},
+			PolicyVersion: 3, PolicyHash: "sha256:00",
+		}}},
+		{Msg: &vigilv1.AgentMessage_RuleSetResult{RuleSetResult: &vigilv1.RuleSetResult{
+			Version: 4, Hash: "sha256:01", Error: "fleet.yaml:3:5: rule \"x\": missing title",
 		}}},
 	} {
 		if err := stream.Send(m); err != nil {
@@ -527,7 +531,7 @@ func TestAgents(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if a, ok := srv.Fleet().Get(host); ok && a.LastHeartbeat != nil {
+		if a, ok := srv.Fleet().Get(host); ok && a.LastHeartbeat != nil && a.LastRuleSetResult != nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -543,8 +547,8 @@ func TestAgents(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 	want := "" +
-		"HOST                              HOSTNAME  VERSION  KERNEL            CONNECTED  LAST SEEN             LOSSES\n" +
-		host + "  web-1     0.4.0    6.8.0-45-generic  yes        " + seen + "  3 (file=1,net=2)\n"
+		"HOST                              HOSTNAME  VERSION  KERNEL            CONNECTED  LAST SEEN             LOSSES            POLICY\n" +
+		host + "  web-1     0.4.0    6.8.0-45-generic  yes        " + seen + "  3 (file=1,net=2)  v3 (v4 refused)\n"
 	if stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", stdout, want)
 	}

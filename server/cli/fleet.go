@@ -31,7 +31,10 @@ Flags:
 
 LOSSES is the events the kernel could not hand to the agent since it
 started (full ring buffers), in all and per event family that lost any,
-from the latest heartbeat; "-" before the first heartbeat.
+from the latest heartbeat; "-" before the first heartbeat. POLICY is the
+version of the fleet's rule set ('vigilctl rules') the agent runs on, "-"
+for none, followed by "(vN refused)" when it refused the latest set sent
+to it; --json carries the agent's error (last_rule_set_result).
 
 Example:
   vigilctl agents --server 10.0.0.5:7470
@@ -130,7 +133,7 @@ func (a *app) agents(ctx context.Context, args []string) error {
 // agentsTable writes agents as a table with aligned columns.
 func agentsTable(w io.Writer, agents []*vigilv1.Agent) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tHOSTNAME\tVERSION\tKERNEL\tCONNECTED\tLAST SEEN\tLOSSES")
+	fmt.Fprintln(tw, "HOST\tHOSTNAME\tVERSION\tKERNEL\tCONNECTED\tLAST SEEN\tLOSSES\tPOLICY")
 	for _, ag := range agents {
 		connected := "no"
 		if ag.GetConnected() {
@@ -138,13 +141,26 @@ func agentsTable(w io.Writer, agents []*vigilv1.Agent) error {
 		}
 		fmt.Fprintln(tw, strings.Join([]string{
 			render.Printable(ag.GetHostId()), dashed(ag.GetHostname()), dashed(ag.GetAgentVersion()),
-			dashed(ag.GetKernel()), connected, render.Time(ag.GetLastSeen()), losses(ag.GetLastHeartbeat()),
+			dashed(ag.GetKernel()), connected, render.Time(ag.GetLastSeen()), losses(ag.GetLastHeartbeat()), policy(ag),
 		}, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write table: %w", err)
 	}
 	return nil
+}
+
+// policy writes the rule set version an agent runs on, "v3", "-" for
+// none, and a refused latest set: "v3 (v4 refused)".
+func policy(ag *vigilv1.Agent) string {
+	out := "-"
+	if v := ag.GetPolicyVersion(); v > 0 {
+		out = "v" + strconv.FormatUint(v, 10)
+	}
+	if r := ag.GetLastRuleSetResult(); r != nil && !r.GetApplied() {
+		out += fmt.Sprintf(" (v%d refused)", r.GetVersion())
+	}
+	return out
 }
 
 // dashed returns s made printable, or "-" when it is empty.

@@ -1,6 +1,6 @@
 // Package fleet keeps, in memory, what the server knows about each agent:
-// its hello, whether it is connected, when it was last heard from and its
-// latest heartbeat.
+// its hello, whether it is connected, when it was last heard from, its
+// latest heartbeat and the server rule set it runs on.
 package fleet
 
 import (
@@ -31,6 +31,14 @@ type Agent struct {
 	LastSeen time.Time
 	// LastHeartbeat is the latest heartbeat, nil until the first one.
 	LastHeartbeat *vigilv1.Heartbeat
+	// PolicyVersion and PolicyHash identify the server rule set the agent
+	// runs on, from its latest hello, heartbeat or applied RuleSetResult.
+	PolicyVersion uint64
+	// PolicyHash is the RuleSet.hash of PolicyVersion.
+	PolicyHash string
+	// LastRuleSetResult is the agent's answer to the latest rule set sent
+	// to it, nil until the first.
+	LastRuleSetResult *vigilv1.RuleSetResult
 }
 
 // Registry holds the Agent of every host seen since the server started.
@@ -57,6 +65,7 @@ func (r *Registry) Connected(hello *vigilv1.Hello, peer string) {
 	a.Connections++
 	a.ConnectedAt = now
 	a.LastSeen = now
+	a.PolicyVersion, a.PolicyHash = hello.GetPolicyVersion(), hello.GetPolicyHash()
 }
 
 // Disconnected records the end of one Connect stream of hostID.
@@ -82,6 +91,33 @@ func (r *Registry) Heartbeat(hostID string, hb *vigilv1.Heartbeat) {
 	a := r.agent(hostID)
 	a.LastHeartbeat = proto.Clone(hb).(*vigilv1.Heartbeat)
 	a.LastSeen = r.now()
+	a.PolicyVersion, a.PolicyHash = hb.GetPolicyVersion(), hb.GetPolicyHash()
+}
+
+// RuleSetResult keeps res as hostID's answer to the latest rule set; an
+// applied set is the one the agent now runs on.
+func (r *Registry) RuleSetResult(hostID string, res *vigilv1.RuleSetResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.agent(hostID)
+	a.LastRuleSetResult = proto.Clone(res).(*vigilv1.RuleSetResult)
+	a.LastSeen = r.now()
+	if res.GetApplied() {
+		a.PolicyVersion, a.PolicyHash = res.GetVersion(), res.GetHash()
+	}
+}
+
+// ConnectedCount returns how many agents have a Connect stream open.
+func (r *Registry) ConnectedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, a := range r.agents {
+		if a.Connections > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // Get returns a copy of the agent of hostID.
@@ -126,6 +162,9 @@ func copyAgent(a *Agent) Agent {
 	if a.LastHeartbeat != nil {
 		c.LastHeartbeat = proto.Clone(a.LastHeartbeat).(*vigilv1.Heartbeat)
 	}
+	if a.LastRuleSetResult != nil {
+		c.LastRuleSetResult = proto.Clone(a.LastRuleSetResult).(*vigilv1.RuleSetResult)
+	}
 	return c
 }
 
@@ -140,6 +179,10 @@ func (a Agent) Proto() *vigilv1.Agent {
 		Connected:     a.Connections > 0,
 		LastHeartbeat: a.LastHeartbeat,
 		Peer:          a.Peer,
+
+		PolicyVersion:     a.PolicyVersion,
+		PolicyHash:        a.PolicyHash,
+		LastRuleSetResult: a.LastRuleSetResult,
 	}
 	if !a.LastSeen.IsZero() {
 		out.LastSeen = timestamppb.New(a.LastSeen)
