@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +34,11 @@ func TestMain(m *testing.M) {
 
 // server returns a command that runs vigil-server with args.
 func server(t *testing.T, args ...string) *exec.Cmd {
+	// The console's default address is a fixed port: keep it off unless a
+	// test asks for it, so that tests do not fight over it.
+	if !slices.Contains(args, "--console") {
+		args = append(args, "--console", "")
+	}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	return cmd
