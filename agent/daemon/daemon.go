@@ -187,6 +187,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The server's rule sets go into the rules' middle layer.
+	client.OnRuleSet = det.applyServerSet
+	client.Policy = det.policy
 	p := &intake{log: log, stats: st, det: det}
 	defer p.close()
 	// Rules whose response is kill, in auto mode, and that name only

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -178,17 +179,24 @@ func Check(cfg *config.Config, configSource string, w io.Writer) error {
 }
 
 // checkRules prints the rules the agent would run with, and the problems
-// of the operator's rule files (which do not stop the agent: it runs on the
-// built-in rules until they are fixed). It reports whether they loaded.
+// of the operator's rule files and of the server's rule set the agent last
+// applied (which do not stop the agent: it runs on the built-in rules until
+// they are fixed). It reports whether they loaded.
 func checkRules(cfg *config.Config, w io.Writer) bool {
 	dir := cfg.Detection.RulesDir
 	var dirs []string
 	if dir != "" {
 		dirs = append(dirs, dir)
 	}
-	set, err := rules.Load(dirs...)
+	serverPath := filepath.Join(cfg.StateDir, rules.ServerSetName)
+	server, err := rules.LoadServerSet(serverPath)
 	if err != nil {
-		fmt.Fprintf(w, "  %-10s operator rules in %s REJECTED, the agent would run on the built-in rules only:\n", "rules", dir)
+		fmt.Fprintf(w, "  %-10s server rule set REJECTED, the agent would run without it: %v\n", "rules", err)
+		return false
+	}
+	set, err := rules.CompileLayers(server, dirs...)
+	if err != nil {
+		fmt.Fprintf(w, "  %-10s operator rules in %s or the server's set REJECTED, the agent would run on fewer rules:\n", "rules", dir)
 		for _, e := range rules.Errors(err) {
 			fmt.Fprintf(w, "  %-10s   %s\n", "", e)
 		}
@@ -199,7 +207,7 @@ func checkRules(cfg *config.Config, w io.Writer) bool {
 	}
 	files := 0
 	for _, f := range set.Files() {
-		if !strings.HasPrefix(f.Name, "default/") {
+		if !strings.HasPrefix(f.Name, "default/") && !strings.HasPrefix(f.Name, rules.ServerPrefix) {
 			files++
 		}
 	}
@@ -210,6 +218,7 @@ func checkRules(cfg *config.Config, w io.Writer) bool {
 		}
 	}
 	fmt.Fprintf(w, "  %-10s %d enabled of %d (built in, plus %d files in %s)\n", "rules", enabled, len(set.Rules()), files, dir)
+	fmt.Fprintf(w, "  %-10s server rule set %s\n", "", rules.DescribeServerSet(server, serverPath))
 	anomaly := "off"
 	if cfg.Detection.Anomaly {
 		anomaly = fmt.Sprintf("on, learning for %s from the first event", cfg.Detection.LearningPeriod)

@@ -4,7 +4,8 @@
 // also takes the analysts' benign verdicts the server sends down the stream
 // and adds their suppressions to the agent's feedback file, which the
 // running agent rereads, and hands the server's action commands to the
-// agent's response engine, sending back the records.
+// agent's response engine, sending back the records, and the fleet's rule
+// sets to the agent's rules, sending back whether they are in force.
 package transport
 
 import (
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vigil-sensor/vigil/agent/feedback"
@@ -70,6 +72,15 @@ type Client struct {
 	// for several commands at once. When nil, commands are answered with a
 	// record whose result is "refused".
 	OnAction func(*vigilv1.ActionCommand) *vigilv1.ActionRecord
+	// OnRuleSet, when set, applies a RuleSet from the server and returns
+	// the answer; the daemon compiles it into the agent's rules. It runs on
+	// the stream's receive loop, one set at a time in the order they came,
+	// so it should not take long (compiling a set takes well under a
+	// second). When nil, sets are answered as refused.
+	OnRuleSet func(*vigilv1.RuleSet) *vigilv1.RuleSetResult
+	// Policy, when set, returns the version and hash of the server rule
+	// set in force, sent in every hello and heartbeat.
+	Policy func() (version uint64, hash string)
 
 	mu        sync.Mutex
 	nextSeq   uint64
@@ -79,6 +90,7 @@ type Client struct {
 	acked     uint64
 	rejected  uint64
 	verdicts  uint64
+	ruleSets  uint64
 }
 
 func (c *Client) init() {
@@ -135,13 +147,16 @@ type Stats struct {
 	// Verdicts counts the Suppressions messages written to FeedbackFile
 	// since start (resends included).
 	Verdicts uint64
+	// RuleSets counts the RuleSet messages answered since start, applied
+	// or not.
+	RuleSets uint64
 }
 
 // Stats returns the client's current state.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected, Verdicts: c.verdicts}
+	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected, Verdicts: c.verdicts, RuleSets: c.ruleSets}
 }
 
 // Run connects and keeps the stream up until ctx ends, reconnecting with
@@ -192,16 +207,24 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 	if err != nil {
 		return fmt.Errorf("open stream: %w", err)
 	}
-	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: c.Hello}}); err != nil {
+	hello := &vigilv1.Hello{}
+	if c.Hello != nil {
+		hello = proto.Clone(c.Hello).(*vigilv1.Hello)
+	}
+	if c.Policy != nil {
+		hello.PolicyVersion, hello.PolicyHash = c.Policy()
+	}
+	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: hello}}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
 
-	// The receiver hands the answers to verdicts to this loop, the stream's
-	// only sender.
+	// The receiver hands the answers to verdicts, commands and rule sets
+	// to this loop, the stream's only sender.
 	applied := make(chan *vigilv1.SuppressionsApplied, 64)
 	results := make(chan *vigilv1.ActionResult, 64)
+	ruleResults := make(chan *vigilv1.RuleSetResult, 8)
 	recvErr := make(chan error, 1)
-	go func() { recvErr <- c.receive(ctx, stream, applied, results) }()
+	go func() { recvErr <- c.receive(ctx, stream, applied, results, ruleResults) }()
 
 	c.setConnected(true)
 	defer c.setConnected(false)
@@ -237,9 +260,17 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 			if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_ActionResult{ActionResult: r}}); err != nil {
 				return fmt.Errorf("send action result: %w", err)
 			}
+		case r := <-ruleResults:
+			if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_RuleSetResult{RuleSetResult: r}}); err != nil {
+				return fmt.Errorf("send rule set result: %w", err)
+			}
 		case <-ticker.C:
 			if c.Heartbeat != nil {
-				if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: c.Heartbeat()}}); err != nil {
+				hb := c.Heartbeat()
+				if c.Policy != nil {
+					hb.PolicyVersion, hb.PolicyHash = c.Policy()
+				}
+				if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Heartbeat{Heartbeat: hb}}); err != nil {
 					return fmt.Errorf("send heartbeat: %w", err)
 				}
 			}
@@ -249,14 +280,22 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 
 // receive takes the server's messages until the stream ends: it settles
 // acknowledged and rejected reports, applies verdicts, queueing their
-// answers on applied, and starts each action command, whose answer goes
-// on results.
+// answers on applied, starts each action command, whose answer goes on
+// results, and applies each rule set, whose answer goes on ruleResults.
 func (c *Client) receive(ctx context.Context, stream grpc.BidiStreamingClient[vigilv1.AgentMessage, vigilv1.ServerMessage],
-	applied chan<- *vigilv1.SuppressionsApplied, results chan<- *vigilv1.ActionResult) error {
+	applied chan<- *vigilv1.SuppressionsApplied, results chan<- *vigilv1.ActionResult, ruleResults chan<- *vigilv1.RuleSetResult) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
 			return fmt.Errorf("receive: %w", err)
+		}
+		if rs := msg.GetRuleSet(); rs != nil {
+			r := c.applyRuleSet(rs)
+			select {
+			case ruleResults <- r:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if cmd := msg.GetActionCommand(); cmd != nil {
 			go func() {
@@ -304,6 +343,22 @@ func (c *Client) runAction(cmd *vigilv1.ActionCommand) *vigilv1.ActionRecord {
 		}
 	}
 	return c.OnAction(cmd)
+}
+
+// applyRuleSet applies one rule set through OnRuleSet.
+func (c *Client) applyRuleSet(rs *vigilv1.RuleSet) *vigilv1.RuleSetResult {
+	var r *vigilv1.RuleSetResult
+	if c.OnRuleSet == nil {
+		c.logger().Warn("server sent a rule set but this agent takes none; refused", "version", rs.GetVersion())
+		r = &vigilv1.RuleSetResult{Version: rs.GetVersion(), Hash: rs.GetHash(), Time: timestamppb.Now(),
+			Error: "this agent takes no rule sets from the server"}
+	} else {
+		r = c.OnRuleSet(rs)
+	}
+	c.mu.Lock()
+	c.ruleSets++
+	c.mu.Unlock()
+	return r
 }
 
 // applyVerdict appends the suppressions of one verdict to FeedbackFile and
