@@ -39,8 +39,8 @@ Usage:
 It must run as root on a kernel with BTF (/sys/kernel/btf/vmlinux). It
 loads its eBPF sensors (processes, files and syscalls, logins, network
 flows), builds a process tree (seeded from /proc), judges every event with
-its rules (built in, plus /etc/vigil/rules.d/*.yaml, reloaded on change) and
-a baseline it learns, joins related signals into incidents and sends them
+its rules (built in, the rule set the server pushes, and
+/etc/vigil/rules.d/*.yaml, each reloaded on change) and a baseline it learns, joins related signals into incidents and sends them
 to the server, resending until the server acknowledges them. Label an
 incident benign with "vigil-agent label" and the same behaviour stops
 raising it. It logs to stderr. On Ctrl-C or SIGTERM it detaches every program
