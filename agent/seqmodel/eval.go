@@ -167,6 +167,62 @@ type Result struct {
 	Model *Model
 }
 
+// Scoring alternatives tried on ADFA-LD (issue 4, item 6).
+//
+// The trace score stays the mean surprise per syscall under the order-6
+// Witten-Bell model (AUC 0.849, DR@5%FPR 0.309, DR@1%FPR 0.170). The issue
+// asked for AUC 0.95; nothing below came near it, and nothing beat the
+// mean surprise by more than 0.006. The alternatives were
+// prototyped outside the repository and measured, for the record, on
+// validation/ versus attack/ (AUC; all learn from training/ only). Since
+// none was adopted, those figures chose nothing; adopting the best of them
+// on that evidence (order 10, 0.855) would have been tuning on the test
+// traces, and the gain is within what another split could undo.
+//
+//	aggregation of per-syscall surprise (order 6)
+//	  mean (the score)                                     0.849
+//	  max over sliding windows of 10 / 20 / 50 / 100       0.632 / 0.650 / 0.747 / 0.816
+//	  mean of the top 1% / 5% / 10% / 20% / 50%            0.676 / 0.764 / 0.804 / 0.835 / 0.848
+//	  fraction above 2 / 4 / 6 / 8 nats                    0.847 / 0.841 / 0.811 / 0.760
+//	  mean, surprise clipped at 4 / 6 / 10 nats            0.842 / 0.845 / 0.847
+//	  mean over distinct windows of 8                      0.842
+//	  mean surprise minus the predictive entropy           0.846
+//	  mean without the first 50 syscalls                   0.850
+//	  sum / sum÷√n / sum÷n^0.75 / sum÷n^1.25 (n = length)  0.765 / 0.820 / 0.839 / 0.852
+//	sequence model variants (mean surprise)
+//	  order 2 / 3 / 4 / 8 / 10                             0.782 / 0.836 / 0.844 / 0.853 / 0.855
+//	  average over orders 2..10 / 4..10                    0.847 / 0.851
+//	  backward model / forward+backward / two-sided        0.850 / 0.850 / 0.846
+//	  each n-gram counted once per training trace          0.849
+//	  runs of one syscall collapsed                        0.820
+//	  cache model adapting to the trace itself             0.834 to 0.845
+//	  mixture of 5 / 15 per-cluster Markov models          0.851 / 0.853
+//	  GRU, GRU+Markov mixture (see rnn.go)                 0.848 / 0.853
+//	whole-trace scorers
+//	  1-NN cosine distance, TF-IDF of 1 / 1-2 / 1-3-grams  0.778 / 0.745 / 0.744
+//	  3-NN cosine, TF-IDF of 1-4-grams                     0.813
+//	  k-NN L1 / Hellinger on n-gram frequencies (n 1..3)   0.765 to 0.810
+//	  one-class SVM on TF-IDF of 1-3-grams                 0.830
+//	  isolation forest / k-NN on per-trace features of
+//	    cross-fitted models (mean, top-10%, rare share)    0.849 / 0.832
+//	  Markov surprise less that of the nearest training
+//	    traces (cross-fitted), k = 1..20                   0.712 to 0.794
+//	  Markov and 1-NN fused (rank mean, calibrated min,
+//	    max or mean)                                       0.822 to 0.841
+//	  unseen lookahead pairs (distance 1..10)              0.620
+//
+// Why the ceiling sits near 0.85 on this split: the normal traces to score
+// are not all like the training ones (a tenth of validation/ scores above
+// 3.3 nats per syscall, 59 of its traces hold syscalls training never saw,
+// against 2 attack traces), while many attack traces are ordinary program
+// starts (31 begin with the same shell fork-and-exec prefix that 25
+// training traces show): under the mean surprise, half the attacks score
+// below the 90th percentile of the normal traces. Whole-trace nearest
+// neighbours do recognise the 204 validation traces that are exact copies
+// of training traces (distance 0), but the sequence model already scores
+// every one of them under 0.72 nats per syscall, far below the 5% false
+// positive threshold of 4.35.
+
 // Evaluate trains a model on every trace under trainDir and scores the
 // traces under normalDir (label normal) and attackDir (label attack). Only
 // trainDir is learnt from; the normal scores set the thresholds for the
