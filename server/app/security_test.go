@@ -166,6 +166,11 @@ func TestAgentWithCertificateReports(t *testing.T) {
 	if got := waitStored(t, srv, 1, 10*time.Second); len(got) != 1 || got[0].GetId() != inc.GetId() {
 		t.Fatalf("stored %v, want the reported incident", got)
 	}
+	// The ack reaches the agent after the store has the incident.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().Acked == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if s := c.Stats(); s.Acked != 1 || s.Rejected != 0 {
 		t.Errorf("agent stats %+v, want one ack", s)
 	}
