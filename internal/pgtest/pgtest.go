@@ -3,7 +3,8 @@
 // socket in that directory, stopped and removed when the test ends. Tests
 // of the PostgreSQL store use it instead of a shared server (or a mock), so
 // that they run anywhere the PostgreSQL server binaries are installed, in
-// parallel with anything else, and leave nothing behind.
+// parallel with anything else, and leave nothing behind. Benchmarks start
+// one the same way with Launch.
 //
 // It lives apart from testutil because it links pgx and os/user.
 package pgtest
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +52,20 @@ type Server struct {
 	Dir string
 	// BinDir is the directory of the PostgreSQL programs used.
 	BinDir string
+
+	postgres *exec.Cmd
+	exited   chan struct{}
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Options changes how Launch starts a server.
+type Options struct {
+	// Durable keeps PostgreSQL's own durability settings (fsync,
+	// synchronous commit, full page writes), as a production server has
+	// them, for benchmarks. By default they are off: tests need speed, not
+	// data that survives a crash of the machine.
+	Durable bool
 }
 
 // BinDir returns the directory holding the PostgreSQL server programs
@@ -125,11 +141,39 @@ func New(tb testing.TB) string {
 // installed.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	bin := Require(tb)
-
-	cred, err := runAs()
+	Require(tb)
+	s, err := Launch(Options{})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		var log string
+		if tb.Failed() {
+			log = s.Log() // Stop removes it
+		}
+		if err := s.Stop(); err != nil {
+			tb.Error(err)
+		}
+		if log != "" {
+			tb.Logf("postgres log (%s):\n%s", s.Dir, log)
+		}
+	})
+	return s
+}
+
+// Launch does what Start does for a program that is not a test (a
+// benchmark, say): it starts a private server and waits until it accepts
+// connections, and the caller must call Stop, which stops the server and
+// removes its directory. On error nothing is left behind; the error
+// carries the server log.
+func Launch(opts Options) (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := runAs()
+	if err != nil {
+		return nil, err
 	}
 	// The socket path (dir + "/.s.PGSQL.5432") must fit in 107 bytes, and
 	// the postgres user must be able to reach the directory: /tmp suits
@@ -140,30 +184,28 @@ func Start(tb testing.TB) *Server {
 	}
 	dir, err := os.MkdirTemp(base, "vigil-pgtest-")
 	if err != nil {
-		tb.Fatalf("create the PostgreSQL directory: %v", err)
+		return nil, fmt.Errorf("create the PostgreSQL directory: %w", err)
 	}
 	s := &Server{Dir: dir, BinDir: bin}
-	// Registered first, so it runs last: after the server has stopped.
-	tb.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
-			tb.Errorf("remove %s: %v", dir, err)
+	fail := func(err error) (*Server, error) {
+		if log := s.Log(); log != "" {
+			err = fmt.Errorf("%w\n%s", err, log)
 		}
-	})
+		if stopErr := s.Stop(); stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		return nil, err
+	}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			tb.Fatalf("hand %s to the postgres user: %v", dir, err)
+			return fail(fmt.Errorf("hand %s to the postgres user: %w", dir, err))
 		}
 	}
-	logPath := filepath.Join(dir, "postgres.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		tb.Fatal(err)
+		return fail(err)
 	}
 	defer logFile.Close()
-	showLog := func() string {
-		b, _ := os.ReadFile(logPath)
-		return string(b)
-	}
 
 	// 1. The data directory: trust local connections, no locale (so that
 	// results do not depend on the host), no fsync while writing it.
@@ -178,43 +220,34 @@ func Start(tb testing.TB) *Server {
 	initdb.Stdout, initdb.Stderr = logFile, logFile
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if err := initdb.Run(); err != nil {
-		tb.Fatalf("initdb: %v\n%s", err, showLog())
+		return fail(fmt.Errorf("initdb: %w", err))
 	}
 
-	// 2. The server: no TCP, the socket in dir, settings that trade
-	// durability for speed. Pdeathsig stops it if the test binary dies
-	// before its cleanup runs.
-	postgres := exec.Command(filepath.Join(bin, "postgres"),
+	// 2. The server: no TCP, the socket in dir, and unless opts.Durable
+	// settings that trade durability for speed. Pdeathsig stops it if the
+	// program dies before it can call Stop.
+	args := []string{
 		"-D", filepath.Join(dir, "data"),
 		"-k", dir,
 		"-p", strconv.Itoa(Port),
 		"-c", "listen_addresses=",
-		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off",
-		"-c", "max_connections=100")
+		"-c", "max_connections=100",
+	}
+	if !opts.Durable {
+		args = append(args,
+			"-c", "fsync=off",
+			"-c", "synchronous_commit=off",
+			"-c", "full_page_writes=off")
+	}
+	postgres := exec.Command(filepath.Join(bin, "postgres"), args...)
 	postgres.Dir = dir
 	postgres.Stdout, postgres.Stderr = logFile, logFile
 	postgres.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := postgres.Start(); err != nil {
-		tb.Fatalf("start postgres: %v", err)
+		return fail(fmt.Errorf("start postgres: %w", err))
 	}
-	exited := make(chan struct{})
-	go func() { _ = postgres.Wait(); close(exited) }()
-	tb.Cleanup(func() {
-		// Fast shutdown: roll back open transactions, close connections.
-		_ = postgres.Process.Signal(syscall.SIGINT)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			tb.Errorf("postgres did not stop within 10s of SIGINT; killing it")
-			_ = postgres.Process.Kill()
-			<-exited
-		}
-		if tb.Failed() {
-			tb.Logf("postgres log (%s):\n%s", dir, showLog())
-		}
-	})
+	s.postgres, s.exited = postgres, make(chan struct{})
+	go func() { _ = postgres.Wait(); close(s.exited) }()
 
 	// 3. Wait until it accepts connections.
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -223,16 +256,50 @@ func Start(tb testing.TB) *Server {
 		conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 		if err == nil {
 			conn.Close(ctx)
-			return s
+			return s, nil
 		}
 		select {
-		case <-exited:
-			tb.Fatalf("postgres exited during startup: %v\n%s", postgres.ProcessState, showLog())
+		case <-s.exited:
+			return fail(fmt.Errorf("postgres exited during startup: %v", postgres.ProcessState))
 		case <-ctx.Done():
-			tb.Fatalf("postgres does not accept connections after %v: %v\n%s", startTimeout, err, showLog())
+			return fail(fmt.Errorf("postgres does not accept connections after %v: %w", startTimeout, err))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// Stop stops the server (a fast shutdown: open transactions are rolled
+// back and connections closed; killed if it has not stopped within 10 s)
+// and removes its directory. It may be called more than once.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		var errs []error
+		if s.postgres != nil {
+			_ = s.postgres.Process.Signal(syscall.SIGINT)
+			select {
+			case <-s.exited:
+			case <-time.After(10 * time.Second):
+				errs = append(errs, errors.New("postgres did not stop within 10s of SIGINT; killed it"))
+				_ = s.postgres.Process.Kill()
+				<-s.exited
+			}
+		}
+		if err := os.RemoveAll(s.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", s.Dir, err))
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
+
+// logPath is the server log's file.
+func (s *Server) logPath() string { return filepath.Join(s.Dir, "postgres.log") }
+
+// Log returns what initdb and the server have logged so far, or "" once
+// the directory is gone.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath())
+	return string(b)
 }
 
 // runAs returns the credentials to run PostgreSQL with: the postgres
@@ -272,19 +339,29 @@ func (s *Server) DSN(database string) string {
 // may hold any character; PostgreSQL truncates names to 63 bytes.
 func (s *Server) CreateDatabase(tb testing.TB, name string) string {
 	tb.Helper()
+	dsn, err := s.Database(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dsn
+}
+
+// Database is CreateDatabase for a program that is not a test: it returns
+// the error instead of failing a test.
+func (s *Server) Database(name string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
 	if err != nil {
-		tb.Fatalf("connect to the test server: %v", err)
+		return "", fmt.Errorf("connect to the private PostgreSQL server: %w", err)
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	var pgErr *pgconn.PgError
 	if err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") { // duplicate_database
-		tb.Fatalf("create database %q: %v", name, err)
+		return "", fmt.Errorf("create database %q: %w", name, err)
 	}
-	return s.DSN(name)
+	return s.DSN(name), nil
 }
 
 // Exec runs SQL statements as the superuser in database, for tests that

@@ -70,3 +70,40 @@ func TestNew(t *testing.T) {
 		t.Fatalf("SELECT 1 = %d, %v", one, err)
 	}
 }
+
+// TestLaunchDurable starts a server outside the test's cleanup, as a
+// benchmark does, with durability on, and checks that Stop removes it.
+func TestLaunchDurable(t *testing.T) {
+	pgtest.Require(t)
+	srv, err := pgtest.Launch(pgtest.Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	dsn, err := srv.Database("vigil")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", dsn, err)
+	}
+	for setting, want := range map[string]string{"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"} {
+		var got string
+		if err := conn.QueryRow(ctx, "SHOW "+setting).Scan(&got); err != nil || got != want {
+			t.Errorf("%s = %q, %v; want %q", setting, got, err, want)
+		}
+	}
+	conn.Close(ctx)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+	if _, err := os.Stat(srv.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory %s still there after Stop: %v", srv.Dir, err)
+	}
+}
