@@ -148,8 +148,13 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 		}
 	}()
 
+	in := newIngest(a, stream, log, hostID)
 	for {
 		var r recvResult
+		recv := msgs
+		if in.full() {
+			recv = nil // read on once the oldest report is answered
+		}
 		select {
 		case <-a.done:
 			log.Info("agent disconnected", "reason", "server shutting down")
@@ -178,15 +183,34 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 				return err
 			}
 			continue
-		case r = <-msgs:
+		case item := <-in.done:
+			if err := in.finish(item); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+			continue
+		case r = <-recv:
 		}
 		if errors.Is(r.err, io.EOF) {
+			// Answer what the agent sent before it closed.
+			if err := in.drain(); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
 			log.Info("agent disconnected", "reason", "agent closed the stream")
 			return nil
 		}
 		if r.err != nil {
 			log.Info("agent disconnected", "reason", r.err)
 			return r.err
+		}
+		if rep := r.msg.GetIncident(); rep != nil {
+			a.fleet.Seen(hostID)
+			if err := in.add(rep); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+			continue
 		}
 		if err := a.handle(stream, log, hostID, r.msg); err != nil {
 			log.Warn("agent disconnected", "reason", err)
@@ -250,8 +274,9 @@ func (a *AgentService) sendRuleSet(stream grpc.BidiStreamingServer[vigilv1.Agent
 	return rs.GetVersion(), nil
 }
 
-// handle processes one message after the hello. It returns an error only
-// when the stream must end.
+// handle processes one message after the hello other than an incident
+// report (those go to the stream's ingest). It returns an error only when
+// the stream must end.
 func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, m *vigilv1.AgentMessage) error {
 	a.fleet.Seen(hostID)
 	switch msg := m.GetMsg().(type) {
@@ -266,8 +291,6 @@ func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 			"rss_bytes", hb.GetRssBytes(),
 			"pending_incidents", hb.GetPendingIncidents())
 		return nil
-	case *vigilv1.AgentMessage_Incident:
-		return a.report(stream, log, hostID, msg.Incident)
 	case *vigilv1.AgentMessage_SuppressionsApplied:
 		log.Info("agent applied verdict", "incident_id", msg.SuppressionsApplied.GetIncidentId(),
 			"new_suppressions", msg.SuppressionsApplied.GetAdded())
@@ -307,33 +330,6 @@ func (a *AgentService) actionResult(ctx context.Context, log *slog.Logger, hostI
 	if !a.commands.deliver(hostID, res) {
 		log.Warn("action result for no waiting request (too late or unknown)", "action_id", rec.GetId(), "result", rec.GetResult())
 	}
-}
-
-// report validates, stores and acknowledges one incident report.
-func (a *AgentService) report(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, rep *vigilv1.IncidentReport) error {
-	ctx := stream.Context()
-	seq := rep.GetSequence()
-	inc := rep.GetIncident()
-	if err := checkReport(hostID, inc); err != nil {
-		return reject(stream, log, seq, inc, err)
-	}
-	if inc.GetHostId() == "" {
-		inc.HostId = hostID
-	}
-	cursor, inserted, err := a.store.Put(ctx, inc)
-	if errors.Is(err, store.ErrInvalid) {
-		return reject(stream, log, seq, inc, err)
-	}
-	if err != nil {
-		log.Error("store incident", "sequence", seq, "incident_id", inc.GetId(), "error", err)
-		return storeError(ctx, "store incident "+inc.GetId(), err)
-	}
-	log.Debug("incident stored", "sequence", seq, "incident_id", inc.GetId(), "cursor", cursor, "duplicate", !inserted)
-	return stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_Ack{Ack: &vigilv1.Ack{
-		Sequence:   seq,
-		IncidentId: inc.GetId(),
-		Cursor:     cursor,
-	}}})
 }
 
 // reject tells the agent one report was refused; the stream goes on.

@@ -37,6 +37,8 @@ type IncidentService struct {
 	store store.Store
 	log   *slog.Logger
 	done  <-chan struct{}
+	// reads shares the reads of streams that wake together.
+	reads sharedReads
 }
 
 // ListIncidents implements vigilv1.IncidentServiceServer.
@@ -129,7 +131,7 @@ func (s *IncidentService) StreamIncidents(req *vigilv1.StreamIncidentsRequest, s
 		// Take the change channel before reading, so that a Put between
 		// the read and the wait still wakes us.
 		changed := s.store.Changed()
-		batch, err := s.store.After(ctx, filter, cursor, streamBatch)
+		batch, err := s.reads.after(ctx, s.store, changed, filter, cursor, streamBatch)
 		if err != nil {
 			return storeError(ctx, "read incidents", err)
 		}

@@ -167,3 +167,25 @@ func Validate(inc *vigilv1.Incident) error {
 	}
 	return ValidateID(inc.GetId())
 }
+
+// queuedKey is the context key of WithQueued.
+type queuedKey struct{}
+
+// WithQueued returns a copy of ctx that makes Put call queued once the
+// incident has its place in the order of the store's writes: whatever
+// Put is called after queued has run is stored after it. A store that
+// commits Puts in groups (SQLite) calls it when the Put joins the queue,
+// before the commit, so that a caller may hand over its next incident at
+// once and keep its order; a store that writes within the call does not
+// call it, and the Put's return means the same. queued is called at most
+// once, and must not block.
+func WithQueued(ctx context.Context, queued func()) context.Context {
+	return context.WithValue(ctx, queuedKey{}, queued)
+}
+
+// markQueued calls the function WithQueued put into ctx, if any.
+func markQueued(ctx context.Context) {
+	if f, ok := ctx.Value(queuedKey{}).(func()); ok {
+		f()
+	}
+}
