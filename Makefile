@@ -34,11 +34,12 @@ test-bpf: ## Run the kernel tests only (root)
 	TEST_PKGS=./agent/sensor/... scripts/test.sh
 
 .PHONY: bench
-bench: build ## Measure the agent's overhead on exec, file and connect storms, and its response latency (root)
+bench: build ## Measure the agent's overhead on exec, file and connect storms, its response latency (root), and the server's ingest rate and stream latency
 	scripts/bench/exec-overhead
 	scripts/bench/file-storm
 	scripts/bench/connect-storm
 	scripts/bench/response-latency
+	scripts/bench/server
 
 .PHONY: demo
 demo: ## Install, build, start server and agent, provoke incidents, show them
