@@ -34,10 +34,13 @@ func TestMain(m *testing.M) {
 
 // server returns a command that runs vigil-server with args.
 func server(t *testing.T, args ...string) *exec.Cmd {
-	// The console's default address is a fixed port: keep it off unless a
-	// test asks for it, so that tests do not fight over it.
-	if !slices.Contains(args, "--console") {
-		args = append(args, "--console", "")
+	// The console's and the metrics' default addresses are fixed ports:
+	// keep them off unless a test asks for them, so that tests do not fight
+	// over them (or with a running demo).
+	for _, flag := range []string{"--console", "--metrics"} {
+		if !slices.Contains(args, flag) {
+			args = append(args, flag, "")
+		}
 	}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
