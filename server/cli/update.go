@@ -126,7 +126,7 @@ func writeTriage(w io.Writer, inc *vigilv1.Incident) error {
 	fmt.Fprintf(&b, "  Status:  %s\n", statusWord(tr.GetStatus()))
 	fmt.Fprintf(&b, "  Label:   %s", labelWord(tr.GetLabel()))
 	if tr.GetLabelTime() != nil {
-		fmt.Fprintf(&b, " (by %s at %s)", orDash(tr.GetLabelAuthor()), tr.GetLabelTime().AsTime().UTC().Format(time.RFC3339))
+		fmt.Fprintf(&b, " (by %s at %s)", render.Printable(orDash(tr.GetLabelAuthor())), tr.GetLabelTime().AsTime().UTC().Format(time.RFC3339))
 	}
 	b.WriteString("\n")
 	if tr.GetUpdatedTime() != nil {
@@ -135,8 +135,14 @@ func writeTriage(w io.Writer, inc *vigilv1.Incident) error {
 	if len(tr.GetNotes()) > 0 {
 		b.WriteString("  Notes:\n")
 		for _, n := range tr.GetNotes() {
-			fmt.Fprintf(&b, "    %s %s: %s\n", n.GetTime().AsTime().UTC().Format(time.RFC3339), orDash(n.GetAuthor()),
-				strings.ReplaceAll(n.GetText(), "\n", "\n      "))
+			// A note may span lines; each is indented under the note
+			// and escaped, like every other value shown.
+			lines := strings.Split(n.GetText(), "\n")
+			for i, l := range lines {
+				lines[i] = render.Printable(l)
+			}
+			fmt.Fprintf(&b, "    %s %s: %s\n", n.GetTime().AsTime().UTC().Format(time.RFC3339), render.Printable(orDash(n.GetAuthor())),
+				strings.Join(lines, "\n      "))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -190,7 +190,7 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 		field("Revision", strconv.FormatUint(uint64(r), 10)+" (updated as correlated signals arrived)")
 	}
 	if c := inc.GetCause(); c != "" {
-		field("Cause", Printable(c))
+		field("Cause", c)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write incident: %w", err)
@@ -198,10 +198,11 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 
 	var b strings.Builder
 	if d := inc.GetDescription(); d != "" {
-		b.WriteString("\n")
-		for line := range strings.Lines(d) {
-			b.WriteString("  " + Printable(strings.TrimRight(line, "\n")) + "\n")
-		}
+		// The description quotes what the host saw (a process's
+		// arguments, a file name), so a newline in it is escaped like any
+		// other control character: it must not start a line of its own
+		// that could pass for part of this output.
+		b.WriteString("\n  " + Printable(d) + "\n")
 	}
 	if sigs := inc.GetSignals(); len(sigs) > 0 {
 		b.WriteString("\nTimeline\n")
@@ -304,7 +305,7 @@ func Process(p *vigilv1.Process) string {
 	if user == "" {
 		user = "uid " + strconv.FormatUint(uint64(p.GetUid()), 10)
 	}
-	parts := []string{strconv.FormatUint(uint64(p.GetPid()), 10), user, dash(p.GetExe())}
+	parts := []string{strconv.FormatUint(uint64(p.GetPid()), 10), Printable(user), dash(p.GetExe())}
 	if p.GetExeDeleted() {
 		parts = append(parts, "(deleted)")
 	}

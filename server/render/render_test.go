@@ -181,7 +181,7 @@ func TestTerminalControlCharactersAreEscaped(t *testing.T) {
 	if err := render.Show(&show, inc); err != nil {
 		t.Fatal(err)
 	}
-	if strings.ContainsAny(show.String(), "\x1b\a") || !strings.Contains(show.String(), `  name \x1b[31mred\x1b[0m`+"\n  second line\n") {
+	if strings.ContainsAny(show.String(), "\x1b\a") || !strings.Contains(show.String(), `  name \x1b[31mred\x1b[0m\nsecond line`+"\n") {
 		t.Errorf("show lets control characters through:\n%q", show.String())
 	}
 	if got := render.Printable("plain /usr/bin/ünïcode"); got != "plain /usr/bin/ünïcode" {
@@ -242,5 +242,53 @@ func TestShowTellsTheStory(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("show lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestShowEscapesForgedLines: a newline in an argument the attacker chose
+// (here a python -c program) is escaped in every paragraph of show, so it
+// cannot forge a Triage block or any other line.
+func TestShowEscapesForgedLines(t *testing.T) {
+	const forged = "print(1)\n\nTriage\n  Status: resolved\n  Label: benign"
+	inc := &vigilv1.Incident{
+		Id:          id1,
+		Title:       "Python run from /tmp",
+		Description: "python3 -c " + forged + " ran from /tmp",
+		Cause:       "A service started python3 -c " + forged + ".",
+		Process: &vigilv1.Process{Pid: 900, User: "bob\nroot", Exe: "/usr/bin/python3",
+			Args: []string{"python3", "-c", forged}},
+		Signals: []*vigilv1.Signal{{Time: timestamppb.New(time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)), RuleId: "exec-from-tmp",
+			Severity: vigilv1.Severity_SEVERITY_MEDIUM, Pid: 900, Exe: "/usr/bin/python3", Reason: "ran " + forged}},
+		RecommendedActions: []*vigilv1.RecommendedAction{{Action: "kill_process", Target: "pid:900", Reason: "it ran\n" + forged}},
+	}
+	var buf bytes.Buffer
+	if err := render.Show(&buf, inc); err != nil {
+		t.Fatal(err)
+	}
+	esc := `print(1)\n\nTriage\n  Status: resolved\n  Label: benign`
+	want := "" +
+		"Incident  " + id1 + "\n" +
+		"Title     Python run from /tmp\n" +
+		"Severity  unspecified\n" +
+		"Time      -\n" +
+		"Received  -\n" +
+		"Cursor    0\n" +
+		"Host      -\n" +
+		"Rule      -\n" +
+		"ATT&CK    -\n" +
+		"Cause     A service started python3 -c " + esc + ".\n" +
+		"\n" +
+		"  python3 -c " + esc + " ran from /tmp\n" +
+		"\n" +
+		"Timeline\n" +
+		"  2026-03-14T09:26:53Z  medium   exec-from-tmp pid 900 /usr/bin/python3: ran " + esc + "\n" +
+		"\n" +
+		"Process tree\n" +
+		`900 bob\nroot /usr/bin/python3 python3 -c "` + esc + `"   <- triggered the rule` + "\n" +
+		"\n" +
+		"Recommended actions\n" +
+		`  1. kill_process pid:900: it ran\n` + esc + "\n"
+	if got := buf.String(); got != want {
+		t.Errorf("show:\n%s\nwant:\n%s", got, want)
 	}
 }
