@@ -33,8 +33,14 @@ import (
 // FileName is the feedback file's name in the agent's state directory.
 const FileName = "feedback.json"
 
+// Unknown is the Exe or ParentExe of a suppression derived from a signal
+// whose executable (or parent's) was not known: it matches only a signal
+// whose executable (or parent's) is not known either.
+const Unknown = verdict.Unknown
+
 // Suppression stops signals matching it from reaching an incident. Empty
-// fields match anything, except RuleID, which is always required.
+// fields match anything, except RuleID, which is always required; Unknown
+// in Exe or ParentExe matches only an empty (unknown) one.
 type Suppression struct {
 	// IncidentID is the incident the analyst labelled.
 	IncidentID string `json:"incident_id"`
@@ -68,7 +74,13 @@ type Key struct {
 // Matches reports whether s suppresses a signal with key k.
 func (s *Suppression) Matches(k Key) bool {
 	field := func(want, got string) bool { return want == "" || want == got }
-	return s.RuleID == k.RuleID && field(s.Exe, k.Exe) && field(s.ParentExe, k.ParentExe) &&
+	exe := func(want, got string) bool {
+		if want == Unknown {
+			return got == ""
+		}
+		return field(want, got)
+	}
+	return s.RuleID == k.RuleID && exe(s.Exe, k.Exe) && exe(s.ParentExe, k.ParentExe) &&
 		field(s.RemoteHost, k.RemoteHost) && field(s.Object, k.Object)
 }
 
@@ -228,10 +240,18 @@ func contains(list []Suppression, s Suppression) bool {
 func (s *Suppression) Describe() string {
 	var b strings.Builder
 	b.WriteString(s.RuleID)
-	if s.Exe != "" {
+	switch s.Exe {
+	case "":
+	case Unknown:
+		b.WriteString(" by an unknown program")
+	default:
 		b.WriteString(" by " + s.Exe)
 	}
-	if s.ParentExe != "" {
+	switch s.ParentExe {
+	case "":
+	case Unknown:
+		b.WriteString(" under an unknown parent")
+	default:
 		b.WriteString(" under " + s.ParentExe)
 	}
 	if s.Object != "" {

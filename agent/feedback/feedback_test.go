@@ -181,3 +181,68 @@ func TestFileStateChanged(t *testing.T) {
 		t.Error("a replaced file did not change")
 	}
 }
+
+// A benign label on a signal whose parent (or executable) was unknown must
+// not suppress the rule under every parent: the unknown parent is recorded
+// as Unknown, which matches only a signal whose parent is unknown too.
+func TestFromIncidentUnknownParent(t *testing.T) {
+	inc := &vigilv1.Incident{
+		Id: "0193a000-0000-7000-8000-000000000003", RuleId: "reverse-shell",
+		Process:   &vigilv1.Process{Pid: 50, Exe: "/usr/bin/python3.11"},
+		Ancestors: []*vigilv1.Process{{Pid: 1}},
+		Signals: []*vigilv1.Signal{
+			{Source: "rule", RuleId: "reverse-shell", Pid: 50, Exe: "/usr/bin/python3.11"},
+			{Source: "rule", RuleId: "memfd-exec", Pid: 51},
+		},
+	}
+	got := FromIncident(inc, "", "", labelled)
+	want := []Suppression{
+		{IncidentID: inc.Id, RuleID: "reverse-shell", Source: "rule", Exe: "/usr/bin/python3.11", ParentExe: "(unknown)", Added: labelled},
+		{IncidentID: inc.Id, RuleID: "memfd-exec", Source: "rule", Exe: "(unknown)", ParentExe: "(unknown)", Added: labelled},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if d := got[0].Describe(); d != "reverse-shell by /usr/bin/python3.11 under an unknown parent" {
+		t.Errorf("Describe = %q", d)
+	}
+	set := NewSet(got)
+	cases := []struct {
+		key  Key
+		want string
+	}{
+		{Key{RuleID: "reverse-shell", Exe: "/usr/bin/python3.11"}, "reverse-shell"},
+		{Key{RuleID: "reverse-shell", Exe: "/usr/bin/python3.11", ParentExe: "/usr/bin/bash"}, ""},
+		{Key{RuleID: "reverse-shell", Exe: "/usr/bin/python3.11", ParentExe: "/usr/sbin/sshd"}, ""},
+		{Key{RuleID: "memfd-exec"}, "memfd-exec"},
+		{Key{RuleID: "memfd-exec", Exe: "/memfd:x"}, ""},
+		{Key{RuleID: "memfd-exec", ParentExe: "/usr/bin/python3"}, ""},
+	}
+	for _, c := range cases {
+		got := ""
+		if s := set.Suppressed(c.key); s != nil {
+			got = s.RuleID
+		}
+		if got != c.want {
+			t.Errorf("Suppressed(%+v) = %q, want %q", c.key, got, c.want)
+		}
+	}
+}
+
+// A feedback file written before Unknown existed (no parent_exe) still
+// loads, with its old meaning.
+func TestLoadOldFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	old := `{"version": 1, "suppressions": [{"incident_id": "x", "rule_id": "reverse-shell", "exe": "/usr/bin/python3.11", "source": "rule", "added": "2026-12-03T10:00:00Z"}]}`
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	list, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Suppression{{IncidentID: "x", RuleID: "reverse-shell", Exe: "/usr/bin/python3.11", Source: "rule", Added: labelled}}
+	if !reflect.DeepEqual(list, want) {
+		t.Fatalf("got %+v, want %+v", list, want)
+	}
+}

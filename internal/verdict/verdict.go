@@ -13,12 +13,19 @@ import (
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
+// Unknown is the value of a suppression's exe or parent_exe when the
+// labelled signal's executable (or its parent's) was not known, e.g. a
+// parent whose /proc/PID/exe could not be read. It matches only a signal
+// whose executable (or parent's) is unknown too: an empty field matches
+// anything, and an unknown parent must not become "any parent".
+const Unknown = "(unknown)"
+
 // Suppressions derives the suppressions that labelling inc benign adds: one
 // per distinct signal (the incident's own rule when it has no timeline). A
-// rule signal is suppressed for the same rule, executable and parent
-// executable; a host-level signal (pid 0) for the same rule and remote
-// host; an anomaly signal also keeps its object. by, note and at record
-// who labelled it, why and when.
+// signal on a process is suppressed for the same rule, executable and
+// parent executable (Unknown for one that was not known); a host-level
+// signal (pid 0) for the same rule and remote host; an anomaly signal also
+// keeps its object. by, note and at record who labelled it, why and when.
 func Suppressions(inc *vigilv1.Incident, by, note string, at time.Time) []*vigilv1.Suppression {
 	sigs := inc.GetSignals()
 	if len(sigs) == 0 {
@@ -36,6 +43,15 @@ func Suppressions(inc *vigilv1.Incident, by, note string, at time.Time) []*vigil
 		}
 		if sig.GetPid() == 0 {
 			k.remote = sig.GetRemoteHost()
+		} else {
+			// A signal on a process: what was not known stays "not known",
+			// never "anything".
+			if k.exe == "" {
+				k.exe = Unknown
+			}
+			if k.parent == "" {
+				k.parent = Unknown
+			}
 		}
 		if k.source != "anomaly" {
 			// A rule fires on a pattern, not on one object: the same rule on

@@ -937,8 +937,11 @@ func (x *ActionCommand) GetRequester() string {
 }
 
 // Suppression stops signals matching it from raising incidents on the
-// agent. Empty fields match anything; rule_id is always set. It has the
-// fields of the agent's feedback file (agent/feedback).
+// agent. Empty fields match anything; rule_id is always set. An exe or
+// parent_exe of "(unknown)" matches only a signal whose executable (or
+// parent's) is not known either, so that a signal whose parent was unknown
+// does not suppress the rule under every parent. It has the fields of the
+// agent's feedback file (agent/feedback).
 type Suppression struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// incident_id is the incident the analyst labelled.
