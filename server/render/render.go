@@ -49,8 +49,20 @@ func FeedHeader() string {
 
 // Feed returns one incident as one line with the columns of FeedHeader,
 // for output that cannot wait for the whole table.
+//
+// A revision after the first, which correlation made by adding a signal,
+// says so at the end of its title: "(rev 3: +signal RULE)", so that the
+// lines tail prints for one incident tell its revisions apart.
 func Feed(inc *vigilv1.Incident) string {
-	return feedLine(row(inc))
+	cells := row(inc)
+	if r := inc.GetRevision(); r > 1 {
+		note := fmt.Sprintf("(rev %d", r)
+		if s := newestSignal(inc); s != nil && s.GetRuleId() != "" {
+			note += ": +signal " + Printable(s.GetRuleId())
+		}
+		cells[len(cells)-1] += " " + note + ")"
+	}
+	return feedLine(cells)
 }
 
 // feedLine pads every cell but the last to its width.
@@ -72,21 +84,64 @@ func row(inc *vigilv1.Incident) []string {
 	if host == "" {
 		host = inc.GetHostId()
 	}
-	pid := ""
+	pid, exe := "", inc.GetProcess().GetExe()
 	if p := inc.GetProcess(); p != nil {
 		pid = strconv.FormatUint(uint64(p.GetPid()), 10)
 	}
+	if s := newestWithProcess(inc); s != nil {
+		pid, exe = strconv.FormatUint(uint64(s.GetPid()), 10), s.GetExe()
+	}
 	return []string{
 		strconv.FormatUint(inc.GetCursor(), 10),
-		Time(inc.GetTime()),
+		Time(LatestTime(inc)),
 		Severity(inc.GetSeverity()),
 		dash(host),
 		dash(inc.GetRuleId()),
 		dash(inc.GetAttack().GetTechniqueId()),
 		dash(pid),
-		dash(inc.GetProcess().GetExe()),
+		dash(exe),
 		dash(inc.GetTitle()),
 	}
+}
+
+// LatestTime returns when an incident last changed on its host: the time
+// of its newest signal, or its own time when it has no signals. A
+// correlated incident's later revisions so show when they were updated,
+// not when the first signal came.
+func LatestTime(inc *vigilv1.Incident) *timestamppb.Timestamp {
+	latest := inc.GetTime()
+	for _, s := range inc.GetSignals() {
+		if t := s.GetTime(); t != nil && (latest == nil || t.AsTime().After(latest.AsTime())) {
+			latest = t
+		}
+	}
+	return latest
+}
+
+// newestWithProcess returns the newest signal that names a process, or nil.
+func newestWithProcess(inc *vigilv1.Incident) *vigilv1.Signal {
+	var newest *vigilv1.Signal
+	for _, s := range inc.GetSignals() {
+		if s.GetPid() == 0 {
+			continue
+		}
+		if newest == nil || !s.GetTime().AsTime().Before(newest.GetTime().AsTime()) {
+			newest = s
+		}
+	}
+	return newest
+}
+
+// newestSignal returns the newest signal of an incident (the last one of
+// equal time), or nil when it has none.
+func newestSignal(inc *vigilv1.Incident) *vigilv1.Signal {
+	var newest *vigilv1.Signal
+	for _, s := range inc.GetSignals() {
+		if newest == nil || !s.GetTime().AsTime().Before(newest.GetTime().AsTime()) {
+			newest = s
+		}
+	}
+	return newest
 }
 
 // dash stands in for an empty cell and makes the text safe for a
@@ -210,6 +265,12 @@ func Show(w io.Writer, inc *vigilv1.Incident) error {
 	}
 	b.WriteString("\nProcess tree\n")
 	b.WriteString(Tree(inc))
+	if rel := inc.GetRelated(); len(rel) > 0 {
+		b.WriteString("\nRelated processes\n")
+		for _, p := range rel {
+			b.WriteString("  " + Process(p) + "\n")
+		}
+	}
 	if acts := inc.GetRecommendedActions(); len(acts) > 0 {
 		b.WriteString("\nRecommended actions\n")
 		for i, a := range acts {

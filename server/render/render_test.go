@@ -292,3 +292,46 @@ func TestShowEscapesForgedLines(t *testing.T) {
 		t.Errorf("show:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// correlated returns revision 3 of an incident whose later signals came
+// from other processes, later than the first.
+func correlated() *vigilv1.Incident {
+	inc := fixed(id1, 30)
+	inc.Revision = 3
+	at := func(sec int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 3, 14, 9, 26, sec, 0, time.UTC))
+	}
+	inc.Signals = []*vigilv1.Signal{
+		{Time: at(53), RuleId: "shell-from-web", Severity: vigilv1.Severity_SEVERITY_HIGH, Pid: 4243, Exe: "/usr/bin/bash", Reason: "nginx started bash"},
+		{Time: at(55), RuleId: "exec-from-tmp", Severity: vigilv1.Severity_SEVERITY_MEDIUM, Pid: 4250, Exe: "/tmp/x", Reason: "ran /tmp/x"},
+		{Time: at(58), RuleId: "ssh-brute-force", Severity: vigilv1.Severity_SEVERITY_LOW, RemoteHost: "203.0.113.7", Reason: "failed passwords"},
+	}
+	inc.Related = []*vigilv1.Process{{Pid: 4250, User: "www-data", Exe: "/tmp/x", Args: []string{"/tmp/x", "-q"}}}
+	return inc
+}
+
+func TestCorrelatedRevisionsShowTheirLatestSignal(t *testing.T) {
+	inc := correlated()
+	var buf bytes.Buffer
+	if err := render.Table(&buf, []*vigilv1.Incident{inc}); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"CURSOR  TIME                  SEVERITY  HOST   RULE            TECHNIQUE  PID   EXE     TITLE\n" +
+		"30      2026-03-14T09:26:58Z  high      web-1  shell-from-web  T1059.004  4250  /tmp/x  Shell spawned by web server\n"
+	if got := buf.String(); got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+	wantFeed := "30       2026-03-14T09:26:58Z  high      web-1             shell-from-web            T1059.004   4250     /tmp/x                    Shell spawned by web server (rev 3: +signal ssh-brute-force)"
+	if got := render.Feed(inc); got != wantFeed {
+		t.Errorf("feed line:\n%q\nwant\n%q", got, wantFeed)
+	}
+	buf.Reset()
+	if err := render.Show(&buf, inc); err != nil {
+		t.Fatal(err)
+	}
+	wantRel := "\nRelated processes\n  4250 www-data /tmp/x /tmp/x -q\n"
+	if !strings.HasSuffix(buf.String(), wantRel) {
+		t.Errorf("show does not end in %q:\n%s", wantRel, buf.String())
+	}
+}
