@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
+	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/store"
 )
 
@@ -170,16 +171,22 @@ func (s *IncidentService) UpdateIncident(ctx context.Context, req *vigilv1.Updat
 	if err := checkUpdate(req); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	// With tokens, the author is the token's holder, whatever the request
+	// says (as RequestAction does with its requester).
+	author := req.GetAuthor()
+	if id, ok := grpcserver.CallerIdentity(ctx); ok && id.Name != "" {
+		author = id.Name
+	}
 	inc, err := s.store.UpdateTriage(ctx, req.GetId(), func(tr *vigilv1.Triage) error {
 		now := timestamppb.Now()
 		if st := req.GetStatus(); st != vigilv1.TriageStatus_TRIAGE_STATUS_UNSPECIFIED {
 			tr.Status = st
 		}
 		if l := req.GetLabel(); l != vigilv1.Label_LABEL_UNSPECIFIED && l != tr.GetLabel() {
-			tr.Label, tr.LabelTime, tr.LabelAuthor = l, now, req.GetAuthor()
+			tr.Label, tr.LabelTime, tr.LabelAuthor = l, now, author
 		}
 		if n := req.GetNote(); n != "" {
-			tr.Notes = append(tr.Notes, &vigilv1.Note{Time: now, Author: req.GetAuthor(), Text: n})
+			tr.Notes = append(tr.Notes, &vigilv1.Note{Time: now, Author: author, Text: n})
 		}
 		tr.UpdatedTime = now
 		return nil
@@ -190,7 +197,7 @@ func (s *IncidentService) UpdateIncident(ctx context.Context, req *vigilv1.Updat
 	if err != nil {
 		return nil, storeError(ctx, "update incident", err)
 	}
-	s.log.Info("incident triaged", "incident_id", inc.GetId(), "author", req.GetAuthor(),
+	s.log.Info("incident triaged", "incident_id", inc.GetId(), "author", author,
 		"status", inc.GetTriage().GetStatus(), "label", inc.GetTriage().GetLabel(), "note", req.GetNote() != "")
 	return inc, nil
 }

@@ -56,6 +56,7 @@ type app struct {
 	timeout        time.Duration
 	token          string // bearer token sent with every call; "" for none
 	caFile         string // CA of the server's certificate; "" for plaintext
+	getenv         func(string) string
 }
 
 const topUsage = `vigilctl reads the incidents a Vigil server has stored.
@@ -182,7 +183,7 @@ Example:
 // exit status. getenv reads the environment (os.Getenv in the real
 // program). Run returns when ctx ends, so cancel it on Ctrl-C.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdout: stdout, stderr: stderr}
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
 	err := a.run(ctx, args, getenv)
 	var ue *usageError
 	switch {

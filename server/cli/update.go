@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -26,7 +26,9 @@ Flags:
   --status STATUS   set the status
   --label LABEL     set the label ('unlabelled' withdraws one)
   --note TEXT       append a note (at most 4 KiB)
-  --author NAME     who makes the change (default $USER)
+  --author NAME     who makes the change (default $USER, else the OS
+                    user name); a server started with --tokens records
+                    the token's holder instead
   --json            print the incident as one JSON line
 
 Examples:
@@ -55,7 +57,7 @@ func (a *app) update(ctx context.Context, args []string) error {
 	st := fs.String("status", "", "")
 	label := fs.String("label", "", "")
 	note := fs.String("note", "", "")
-	author := fs.String("author", os.Getenv("USER"), "")
+	author := fs.String("author", a.defaultAuthor(), "")
 	asJSON := fs.Bool("json", false, "")
 	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
@@ -103,6 +105,18 @@ func (a *app) update(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.stdout, "Incident  %s\n", inc.GetId())
 	return writeTriage(a.stdout, inc)
+}
+
+// defaultAuthor is the default of --author: $USER, else the name of the
+// user running vigilctl, else "" (the server then shows "-").
+func (a *app) defaultAuthor() string {
+	if u := a.getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
 }
 
 // statusWord and labelWord name a status and a label as the flags do.
