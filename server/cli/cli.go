@@ -125,7 +125,7 @@ Usage:
 
 Flags:
   --limit N              print at most N incidents (default 50)
-  --host ID              only incidents of this host id
+  --host HOST            only incidents of this host (host id or hostname)
   --rule ID              only incidents raised by this rule
   --min-severity LEVEL   only incidents at least this severe:
                          info, low, medium, high or critical
@@ -152,7 +152,7 @@ Usage:
 Flags:
   --after CURSOR         start after this cursor (default 0: every stored
                          incident first, then new ones)
-  --host ID              only incidents of this host id
+  --host HOST            only incidents of this host (host id or hostname)
   --rule ID              only incidents raised by this rule
   --min-severity LEVEL   only incidents at least this severe:
                          info, low, medium, high or critical

@@ -153,9 +153,10 @@ func TestListTable(t *testing.T) {
 	if n := strings.Count(out, "\n"); code != cli.ExitOK || n != 2 {
 		t.Errorf("list --rule --host: exit %d, %d lines", code, n)
 	}
-	code, out, _ = run(t, env, "incidents", "list", "--host", "nobody")
-	if want := "CURSOR  TIME  SEVERITY  HOST  RULE  TECHNIQUE  PID  EXE  TITLE\n"; code != cli.ExitOK || out != want {
-		t.Errorf("list --host nobody: exit %d %q", code, out)
+	// An unknown host is an error, not an empty table (see TestHostnameForHostID).
+	code, out, errOut = run(t, env, "incidents", "list", "--host", "nobody")
+	if want := "vigilctl: no agent has host id or hostname \"nobody\" (see 'vigilctl agents')\n"; code != cli.ExitError || out != "" || errOut != want {
+		t.Errorf("list --host nobody: exit %d %q %q", code, out, errOut)
 	}
 }
 
@@ -575,7 +576,7 @@ func TestAgents(t *testing.T) {
 func TestRespondToAbsentHost(t *testing.T) {
 	srv := startServer(t, "127.0.0.1:0", filepath.Join(t.TempDir(), "server.db"))
 	code, _, stderr := run(t, nil, "--server", srv.Addr(), "respond", "nohost", "kill", "pid:4242", "--dry-run")
-	if code != cli.ExitError || !strings.Contains(stderr, "agent of host nohost is not connected") {
+	if code != cli.ExitError || stderr != "vigilctl: no agent has host id or hostname \"nohost\" (see 'vigilctl agents')\n" {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 	code, _, stderr = run(t, nil, "--server", srv.Addr(), "respond", "nohost", "kill")

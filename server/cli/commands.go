@@ -46,6 +46,9 @@ func (a *app) list(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if filter.HostId, err = a.resolveHost(ctx, conn, filter.HostId); err != nil {
+		return err
+	}
 	client := vigilv1.NewIncidentServiceClient(conn)
 
 	// Fetch pages until the limit or the last page.
@@ -159,6 +162,9 @@ func (a *app) tail(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if filter.HostId, err = a.resolveHost(ctx, conn, filter.HostId); err != nil {
+		return err
+	}
 	client := vigilv1.NewIncidentServiceClient(conn)
 
 	if !*asJSON {

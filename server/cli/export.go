@@ -28,7 +28,7 @@ Flags:
                          in metadata.sequence, so the last line exported
                          says where the next export starts
   --follow               keep exporting new incidents until Ctrl-C
-  --host ID              only incidents of this host id
+  --host HOST            only incidents of this host id or hostname
   --rule ID              only incidents raised by this rule
   --min-severity LEVEL   only incidents at least this severe:
                          info, low, medium, high or critical
@@ -76,6 +76,9 @@ func (a *app) export(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if filter.HostId, err = a.resolveHost(ctx, conn, filter.HostId); err != nil {
+		return err
+	}
 	client := vigilv1.NewIncidentServiceClient(conn)
 	if *follow {
 		return a.followRetrying(ctx, client, filter, *after, 0, emit)

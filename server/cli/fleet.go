@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,10 +45,11 @@ the host: its safety rules, its response mode and its audit log apply, so
 the answer may be a refusal. The host's agent must be connected.
 
 Usage:
-  vigilctl respond HOST_ID ACTION TARGET [--incident ID] [--reason TEXT]
+  vigilctl respond HOST ACTION TARGET [--incident ID] [--reason TEXT]
                    [--dry-run] [--ttl DURATION] [--requester NAME] [--json]
 
-ACTION is kill, freeze, thaw, release, quarantine, block_source, unblock,
+HOST is the host id or, when one agent has it, the hostname ('vigilctl
+agents' lists both). ACTION is kill, freeze, thaw, release, quarantine, block_source, unblock,
 isolate, release_host or restore. TARGET is pid:PID, addr:ADDR[/BITS],
 file:PATH, held:ID or host.
 
@@ -76,7 +76,7 @@ Usage:
   vigilctl actions [--host ID] [--incident ID] [--limit N] [--json]
 
 Flags:
-  --host ID       only actions on this host
+  --host HOST     only actions on this host (host id or hostname)
   --incident ID   only actions for this incident
   --limit N       print at most N actions (default 50)
   --json          print one JSON object per action and line instead
@@ -200,7 +200,7 @@ func (a *app) respond(ctx context.Context, args []string) error {
 	reason := fs.String("reason", "", "")
 	dryRun := fs.Bool("dry-run", false, "")
 	ttl := fs.Duration("ttl", 0, "")
-	requester := fs.String("requester", os.Getenv("USER"), "")
+	requester := fs.String("requester", a.defaultAuthor(), "")
 	asJSON := fs.Bool("json", false, "")
 	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
@@ -209,7 +209,7 @@ func (a *app) respond(ctx context.Context, args []string) error {
 	}
 	switch {
 	case len(pos) < 3:
-		return &usageError{cmd, "want HOST_ID ACTION TARGET"}
+		return &usageError{cmd, "want HOST ACTION TARGET"}
 	case len(pos) > 3:
 		return &usageError{cmd, fmt.Sprintf("unexpected argument %q after the target", pos[3])}
 	case *ttl < 0 || *ttl%time.Second != 0:
@@ -224,6 +224,9 @@ func (a *app) respond(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if req.HostId, err = a.resolveHost(ctx, conn, req.HostId); err != nil {
+		return err
+	}
 	// The server waits up to 30 s for the agent: wait a little longer.
 	callCtx, cancel := context.WithTimeout(ctx, max(a.timeout, 35*time.Second))
 	defer cancel()
@@ -234,7 +237,7 @@ func (a *app) respond(ctx context.Context, args []string) error {
 	if *asJSON {
 		err = jsonLine(a.stdout, rec)
 	} else {
-		err = writeRecord(a.stdout, pos[0], rec)
+		err = writeRecord(a.stdout, req.HostId, rec)
 	}
 	if err != nil {
 		return err
@@ -291,6 +294,9 @@ func (a *app) actions(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if *host, err = a.resolveHost(ctx, conn, *host); err != nil {
+		return err
+	}
 	client := vigilv1.NewResponseServiceClient(conn)
 	var acts []*vigilv1.StoredAction
 	token := ""
