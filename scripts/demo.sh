@@ -69,7 +69,7 @@ ctl_token="demo-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '"sha256:%s": {name: demo, role: admin}\n' "$(printf %s "$ctl_token" | sha256sum | cut -d' ' -f1)" >"$demo/tokens.yaml"
 (
 	umask 077
-	printf 'export VIGIL_SERVER=%s VIGIL_TOKEN=%s\n' "$addr" "$ctl_token" >"$demo/vigilctl.env"
+	printf 'export VIGIL_SERVER=%s VIGIL_TOKEN=%s VIGIL_CA=%s\n' "$addr" "$ctl_token" "$pki/ca.pem" >"$demo/vigilctl.env"
 )
 
 say "starting vigil-server on $addr with TLS, agent certificates and client tokens (database $demo/server.db)"
@@ -129,9 +129,9 @@ cat <<EOT
 
 Server and agent are still running (logs in .demo/). The server speaks TLS
 only, agents need a certificate of .demo/pki/ca.pem (the demo agent enrolled
-for one) and vigilctl needs the token in .demo/vigilctl.env. Try:
+for one) and vigilctl needs the token and CA in .demo/vigilctl.env. Try:
   http://127.0.0.1:7471/                   the web console (live incident list)
-  . .demo/vigilctl.env; bin/vigilctl --ca .demo/pki/ca.pem incidents tail
+  . .demo/vigilctl.env; bin/vigilctl incidents tail
                                            follow new incidents (Ctrl-C to stop)
   cp /bin/true /tmp/x && /tmp/x            raise another one
   scripts/demo.sh stop                     stop both (or: make demo-stop)

@@ -5,10 +5,12 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -40,6 +42,9 @@ const ServerEnv = "VIGIL_SERVER"
 
 // TokenEnv is the environment variable that sets the default of --token.
 const TokenEnv = "VIGIL_TOKEN"
+
+// CAEnv is the environment variable that sets the default of --ca.
+const CAEnv = "VIGIL_CA"
 
 // usageError is a mistake on the command line; it exits with ExitUsage.
 type usageError struct {
@@ -86,7 +91,7 @@ Flags:
                        (default $VIGIL_TOKEN)
   --ca FILE            connect with TLS, trusting the server certificates
                        this CA (PEM) signs, e.g. the ca.pem of
-                       'vigil-server ca init'
+                       'vigil-server ca init' (default $VIGIL_CA)
   -h, --help           show this help
 
 Examples:
@@ -210,7 +215,7 @@ func (a *app) run(ctx context.Context, args []string, getenv func(string) string
 	fs.StringVar(&a.server, "server", def, "")
 	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "")
 	fs.StringVar(&a.token, "token", getenv(TokenEnv), "")
-	fs.StringVar(&a.caFile, "ca", "", "")
+	fs.StringVar(&a.caFile, "ca", getenv(CAEnv), "")
 	if err := fs.Parse(args); err != nil {
 		return a.flagError("vigilctl", topUsage, err)
 	}
@@ -376,6 +381,9 @@ func (a *app) rpcError(what string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
+		if a.caFile == "" && speaksTLS(a.server, min(a.timeout, 5*time.Second)) {
+			return fmt.Errorf("the server at %s speaks TLS: pass --ca FILE (or set $%s)", a.server, CAEnv)
+		}
 		return fmt.Errorf("cannot reach vigil-server at %s: %s", a.server, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("vigil-server at %s did not answer within %v", a.server, a.timeout)
@@ -390,4 +398,22 @@ func (a *app) rpcError(what string, err error) error {
 	default:
 		return fmt.Errorf("%s: %s: %s", what, strings.ToLower(st.Code().String()), st.Message())
 	}
+}
+
+// speaksTLS reports whether the server at addr answers a TLS handshake, so
+// that a plaintext call that failed (typically "error reading server
+// preface: EOF") can be explained. The certificate is not checked: this
+// only tells the user to pass --ca, nothing is sent over the connection.
+func speaksTLS(addr string, timeout time.Duration) bool {
+	target := strings.TrimPrefix(addr, "dns:///")
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return false
+	}
+	d := &net.Dialer{Timeout: timeout}
+	conn, err := tls.DialWithDialer(d, "tcp", target, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a probe, see above
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }
