@@ -225,6 +225,59 @@ func Append(path string, add []Suppression) (int, error) {
 	return added, nil
 }
 
+// Remove deletes every suppression of incident id from the feedback file
+// at path, under the same lock as Append, and returns how many it removed;
+// when none is, the file is left untouched. This withdraws a benign label.
+// (A baseline an anomaly suppression taught stays learnt.)
+func Remove(path, id string) (int, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // no state directory: nothing to remove
+	}
+	if err != nil {
+		return 0, fmt.Errorf("lock feedback: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return 0, fmt.Errorf("lock feedback: %w", err)
+	}
+	list, err := Load(path)
+	if err != nil {
+		return 0, err
+	}
+	keep := list[:0:0]
+	for _, s := range list {
+		if s.IncidentID != id {
+			keep = append(keep, s)
+		}
+	}
+	removed := len(list) - len(keep)
+	if removed == 0 {
+		return 0, nil
+	}
+	b, err := json.MarshalIndent(fileContent{Version: fileVersion, Suppressions: keep}, "", "  ")
+	if err != nil {
+		return 0, fmt.Errorf("encode feedback: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return 0, fmt.Errorf("write feedback: %w", err)
+	}
+	return removed, nil
+}
+
+// IncidentIDs returns the distinct incident ids of list, in order.
+func IncidentIDs(list []Suppression) []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, s := range list {
+		if s.IncidentID != "" && !seen[s.IncidentID] {
+			seen[s.IncidentID] = true
+			ids = append(ids, s.IncidentID)
+		}
+	}
+	return ids
+}
+
 // contains reports whether list has a suppression matching the same signals as s.
 func contains(list []Suppression, s Suppression) bool {
 	for _, o := range list {

@@ -61,8 +61,9 @@ type Client struct {
 	OutboxDir string
 	// FeedbackFile, when set, is the agent's feedback file (see package
 	// feedback): the suppressions of every Suppressions message from the
-	// server are appended to it, skipping ones already there, and the
-	// server is told with SuppressionsApplied. When empty, such messages
+	// server are appended to it, skipping ones already there (a withdrawn
+	// verdict removes its incident's suppressions), and the server is told
+	// with SuppressionsApplied; the hello lists the incidents it holds. When empty, such messages
 	// are logged and dropped.
 	FeedbackFile string
 	// OnAction, when set, carries out an ActionCommand from the server and
@@ -90,6 +91,7 @@ type Client struct {
 	acked     uint64
 	rejected  uint64
 	verdicts  uint64
+	withdrawn uint64
 	ruleSets  uint64
 }
 
@@ -147,6 +149,9 @@ type Stats struct {
 	// Verdicts counts the Suppressions messages written to FeedbackFile
 	// since start (resends included).
 	Verdicts uint64
+	// Withdrawals counts the withdrawn verdicts (Suppressions.withdrawn)
+	// applied to FeedbackFile since start.
+	Withdrawals uint64
 	// RuleSets counts the RuleSet messages answered since start, applied
 	// or not.
 	RuleSets uint64
@@ -156,7 +161,7 @@ type Stats struct {
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected, Verdicts: c.verdicts, RuleSets: c.ruleSets}
+	return Stats{Connected: c.connected, Pending: len(c.pending), Acked: c.acked, Rejected: c.rejected, Verdicts: c.verdicts, Withdrawals: c.withdrawn, RuleSets: c.ruleSets}
 }
 
 // Run connects and keeps the stream up until ctx ends, reconnecting with
@@ -213,6 +218,14 @@ func (c *Client) session(ctx context.Context, client vigilv1.AgentServiceClient,
 	}
 	if c.Policy != nil {
 		hello.PolicyVersion, hello.PolicyHash = c.Policy()
+	}
+	if c.FeedbackFile != "" {
+		// So that the server withdraws the labels withdrawn meanwhile.
+		if list, err := feedback.Load(c.FeedbackFile); err != nil {
+			log.Warn("read feedback for the hello", "error", err)
+		} else {
+			hello.FeedbackIncidentIds = feedback.IncidentIDs(list)
+		}
 	}
 	if err := stream.Send(&vigilv1.AgentMessage{Msg: &vigilv1.AgentMessage_Hello{Hello: hello}}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
@@ -361,7 +374,8 @@ func (c *Client) applyRuleSet(rs *vigilv1.RuleSet) *vigilv1.RuleSetResult {
 	return r
 }
 
-// applyVerdict appends the suppressions of one verdict to FeedbackFile and
+// applyVerdict appends the suppressions of one verdict to FeedbackFile (or,
+// for a withdrawal, removes the incident's suppressions from it) and
 // returns the answer for the server, or nil when they were not written (the
 // server sends the verdict again at the next connect).
 func (c *Client) applyVerdict(v *vigilv1.Suppressions) *vigilv1.SuppressionsApplied {
@@ -369,6 +383,20 @@ func (c *Client) applyVerdict(v *vigilv1.Suppressions) *vigilv1.SuppressionsAppl
 	if c.FeedbackFile == "" {
 		log.Warn("server sent a verdict but this agent keeps no feedback file; ignored")
 		return nil
+	}
+	if v.GetWithdrawn() {
+		removed, err := feedback.Remove(c.FeedbackFile, v.GetIncidentId())
+		if err != nil {
+			log.Error("withdraw the server's verdict from the feedback file", "file", c.FeedbackFile, "error", err)
+			return nil
+		}
+		c.mu.Lock()
+		c.withdrawn++
+		c.mu.Unlock()
+		if removed > 0 {
+			log.Info("analyst verdict withdrawn on the server removed from feedback", "removed_suppressions", removed, "file", c.FeedbackFile)
+		}
+		return &vigilv1.SuppressionsApplied{IncidentId: v.GetIncidentId(), Removed: uint32(removed)}
 	}
 	list := feedback.FromProto(v.GetSuppressions())
 	for _, s := range list {

@@ -206,3 +206,101 @@ func TestVerdictReachesAgentAtNextConnect(t *testing.T) {
 		st = now
 	}
 }
+
+// setLabel sets the label of incident id through the server's API.
+func setLabel(t *testing.T, incs vigilv1.IncidentServiceClient, id string, l vigilv1.Label) {
+	t.Helper()
+	if _, err := incs.UpdateIncident(context.Background(), &vigilv1.UpdateIncidentRequest{Id: id, Label: l, Author: "bob"}); err != nil {
+		t.Fatalf("UpdateIncident: %v", err)
+	}
+}
+
+// emptyFeedback is the feedback file once every suppression was withdrawn.
+const emptyFeedback = "{\n  \"version\": 1,\n  \"suppressions\": []\n}\n"
+
+// TestVerdictWithdrawnOnConnectedAgent labels an incident benign, then
+// unlabelled, while its agent is connected: the suppressions reach the
+// agent's feedback file and then leave it, while a label given on the host
+// alone stays; labelled benign again, they come back.
+func TestVerdictWithdrawnOnConnectedAgent(t *testing.T) {
+	addr := freeAddr(t)
+	srv := startServer(t, addr, filepath.Join(t.TempDir(), "server.db"))
+	defer stopServer(t, srv)
+	path := filepath.Join(t.TempDir(), feedback.FileName)
+	local := feedback.Suppression{IncidentID: "0193a000-0000-7000-8000-0000000000ff", RuleID: "exec-from-tmp", Exe: "/tmp/x", ParentExe: "/usr/bin/make", Source: "rule", Added: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	if _, err := feedback.Append(path, []feedback.Suppression{local}); err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{Addr: addr, Hello: &vigilv1.Hello{HostId: "host-a"}, FeedbackFile: path}
+	runClient(t, c)
+	inc := storyIncident("host-a")
+	if err := c.Send(inc); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the incident to be acknowledged", func() bool { return c.Stats().Acked == 1 })
+	incs := incidentClient(t, addr)
+
+	labelBenign(t, incs, inc.GetId())
+	waitUntil(t, "the verdict", func() bool { return c.Stats().Verdicts == 1 })
+	list, err := feedback.Load(path)
+	if err != nil || len(list) != 4 {
+		t.Fatalf("after benign: %d suppressions, %v; want 4", len(list), err)
+	}
+
+	setLabel(t, incs, inc.GetId(), vigilv1.Label_LABEL_UNLABELLED)
+	waitUntil(t, "the withdrawal", func() bool { return c.Stats().Withdrawals == 1 })
+	list, err = feedback.Load(path)
+	if err != nil || len(list) != 1 || list[0] != local {
+		t.Fatalf("after unlabelled: %+v, %v; want only %+v", list, err, local)
+	}
+
+	labelBenign(t, incs, inc.GetId())
+	waitUntil(t, "the verdict again", func() bool { return c.Stats().Verdicts == 2 })
+	setLabel(t, incs, inc.GetId(), vigilv1.Label_LABEL_MALICIOUS)
+	waitUntil(t, "the second withdrawal", func() bool { return c.Stats().Withdrawals == 2 })
+	if list, err = feedback.Load(path); err != nil || len(list) != 1 || list[0] != local {
+		t.Fatalf("after malicious: %+v, %v; want only %+v", list, err, local)
+	}
+}
+
+// TestVerdictWithdrawnAtNextConnect withdraws a benign label while the
+// agent is away: at its next connect the agent's feedback file loses the
+// incident's suppressions, and a later connect sends nothing more.
+func TestVerdictWithdrawnAtNextConnect(t *testing.T) {
+	addr := freeAddr(t)
+	srv := startServer(t, addr, filepath.Join(t.TempDir(), "server.db"))
+	defer stopServer(t, srv)
+	inc := storyIncident("host-a")
+	if _, _, err := srv.Store().Put(context.Background(), inc); err != nil {
+		t.Fatal(err)
+	}
+	incs := incidentClient(t, addr)
+	labelBenign(t, incs, inc.GetId())
+	path := filepath.Join(t.TempDir(), feedback.FileName)
+
+	connect := func(wait string, done func(Stats) bool) {
+		t.Helper()
+		c := &Client{Addr: addr, Hello: &vigilv1.Hello{HostId: "host-a"}, FeedbackFile: path}
+		ctx, cancel := context.WithCancel(context.Background())
+		end := make(chan error, 1)
+		go func() { end <- c.Run(ctx) }()
+		waitUntil(t, wait, func() bool { return done(c.Stats()) })
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		<-end
+		if st := c.Stats(); st.Verdicts > 1 || st.Withdrawals > 1 {
+			t.Errorf("%s: stats %+v", wait, st)
+		}
+	}
+	connect("the verdict", func(s Stats) bool { return s.Verdicts == 1 })
+	if list, err := feedback.Load(path); err != nil || len(list) != 3 {
+		t.Fatalf("after benign: %d suppressions, %v; want 3", len(list), err)
+	}
+	setLabel(t, incs, inc.GetId(), vigilv1.Label_LABEL_UNLABELLED)
+	connect("the withdrawal", func(s Stats) bool { return s.Withdrawals == 1 && s.Verdicts == 0 })
+	if got := readFile(t, path); got != emptyFeedback {
+		t.Fatalf("feedback after the withdrawal:\n%s\nwant:\n%s", got, emptyFeedback)
+	}
+	// Nothing held: the next connect has nothing to withdraw.
+	connect("a connect", func(s Stats) bool { return s.Connected && s.Withdrawals == 0 && s.Verdicts == 0 })
+}

@@ -45,7 +45,11 @@ import (
 // both move the incident to a new cursor). This works the same when the
 // label was set through another server sharing a PostgreSQL store. The
 // agent applies the suppressions idempotently, so resending at every
-// connect is harmless. Its cost is one indexed query per connected agent
+// connect is harmless. A label changed from BENIGN is withdrawn the same
+// way (Suppressions.withdrawn): at connect for the incidents the hello
+// says the agent's feedback holds, then, while the stream holds any such
+// incident, by following the host's incidents (all labels) after the
+// newest one at connect. Its cost is one indexed query per connected agent
 // each time the store changes.
 //
 // Action commands from ResponseService go down the same stream: the
@@ -118,8 +122,13 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 	// Send the verdicts given while the agent was away, and take the change
 	// channel first so that a label given meanwhile wakes the loop.
 	changed := a.store.Changed()
+	w, err := a.sendWithdrawnAtConnect(stream, log, hostID, hello.GetFeedbackIncidentIds())
+	if err != nil {
+		log.Warn("agent disconnected", "reason", err)
+		return err
+	}
 	var verdicts uint64 // the cursor of the last incident looked at for verdicts
-	if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts); err != nil {
+	if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts, w); err != nil {
 		log.Warn("agent disconnected", "reason", err)
 		return err
 	}
@@ -165,7 +174,11 @@ func (a *AgentService) Connect(stream grpc.BidiStreamingServer[vigilv1.AgentMess
 			return status.FromContextError(ctx.Err()).Err()
 		case <-changed:
 			changed = a.store.Changed()
-			if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts); err != nil {
+			if verdicts, err = a.sendVerdicts(stream, log, hostID, verdicts, w); err != nil {
+				log.Warn("agent disconnected", "reason", err)
+				return err
+			}
+			if err = a.sendWithdrawn(stream, log, hostID, w); err != nil {
 				log.Warn("agent disconnected", "reason", err)
 				return err
 			}
@@ -293,7 +306,7 @@ func (a *AgentService) handle(stream grpc.BidiStreamingServer[vigilv1.AgentMessa
 		return nil
 	case *vigilv1.AgentMessage_SuppressionsApplied:
 		log.Info("agent applied verdict", "incident_id", msg.SuppressionsApplied.GetIncidentId(),
-			"new_suppressions", msg.SuppressionsApplied.GetAdded())
+			"new_suppressions", msg.SuppressionsApplied.GetAdded(), "removed_suppressions", msg.SuppressionsApplied.GetRemoved())
 		return nil
 	case *vigilv1.AgentMessage_ActionResult:
 		a.actionResult(stream.Context(), log, hostID, msg.ActionResult)
@@ -384,7 +397,7 @@ const verdictBatch = 256
 // labelled BENIGN with a cursor after the given one, oldest first, and
 // returns the cursor to go on from. It returns an error only when the
 // stream must end.
-func (a *AgentService) sendVerdicts(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, after uint64) (uint64, error) {
+func (a *AgentService) sendVerdicts(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, after uint64, w *withdrawals) (uint64, error) {
 	ctx := stream.Context()
 	filter := &vigilv1.IncidentFilter{HostId: hostID, Label: vigilv1.Label_LABEL_BENIGN}
 	for {
@@ -402,10 +415,125 @@ func (a *AgentService) sendVerdicts(stream grpc.BidiStreamingServer[vigilv1.Agen
 			if err := stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_Suppressions{Suppressions: msg}}); err != nil {
 				return after, err
 			}
+			w.hold(inc)
 			log.Debug("verdict sent", "incident_id", inc.GetId(), "suppressions", len(msg.GetSuppressions()))
 		}
 		if len(incs) < verdictBatch {
 			return after, nil
 		}
 	}
+}
+
+// maxFeedbackIDs is how many Hello.feedback_incident_ids the server looks
+// at; an agent holding more has its oldest labels checked only online.
+const maxFeedbackIDs = 10000
+
+// withdrawals follows, for one stream, the incidents whose benign verdict
+// the agent holds (those of its hello and those sent since), so that a
+// label changed from BENIGN is withdrawn on the agent. Only while it holds
+// any does the stream read the host's other incidents after cursor.
+type withdrawals struct {
+	held   map[string]bool
+	cursor uint64
+}
+
+// hold records that the agent holds inc's verdict.
+func (w *withdrawals) hold(inc *vigilv1.Incident) {
+	if len(w.held) == 0 {
+		// The withdrawal of inc can only come at a later cursor.
+		w.cursor = max(w.cursor, inc.GetCursor())
+	}
+	w.held[inc.GetId()] = true
+}
+
+// withdrawn reports whether inc's label was changed from BENIGN: it is
+// set, by an analyst, to something else.
+func withdrawn(inc *vigilv1.Incident) bool {
+	tr := inc.GetTriage()
+	return tr.GetLabel() != vigilv1.Label_LABEL_BENIGN && tr.GetLabelTime() != nil
+}
+
+// sendWithdrawal sends the withdrawal of incident id's verdict.
+func sendWithdrawal(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, id string) error {
+	msg := &vigilv1.Suppressions{IncidentId: id, Withdrawn: true}
+	if err := stream.Send(&vigilv1.ServerMessage{Msg: &vigilv1.ServerMessage_Suppressions{Suppressions: msg}}); err != nil {
+		return err
+	}
+	log.Info("verdict withdrawal sent", "incident_id", id)
+	return nil
+}
+
+// sendWithdrawnAtConnect looks up the incidents the agent's feedback holds
+// (its hello's feedback_incident_ids), sends a withdrawal for each of the
+// host's whose label was changed from BENIGN, and returns the others as
+// held. It returns an error only when the stream must end.
+func (a *AgentService) sendWithdrawnAtConnect(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger,
+	hostID string, ids []string) (*withdrawals, error) {
+	ctx := stream.Context()
+	w := &withdrawals{held: map[string]bool{}}
+	if len(ids) == 0 {
+		return w, nil
+	}
+	// Changes after the newest incident now are followed online.
+	newest, err := a.store.List(ctx, &vigilv1.IncidentFilter{HostId: hostID}, 0, 1)
+	if err != nil {
+		log.Error("read newest incident", "error", err)
+		return w, storeError(ctx, "read newest incident", err)
+	}
+	if len(newest) > 0 {
+		w.cursor = newest[0].GetCursor()
+	}
+	if len(ids) > maxFeedbackIDs {
+		ids = ids[len(ids)-maxFeedbackIDs:]
+	}
+	for _, id := range ids {
+		inc, err := a.store.Get(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // labelled on the host only
+		}
+		if err != nil {
+			log.Error("read labelled incident", "incident_id", id, "error", err)
+			return w, storeError(ctx, "read labelled incident", err)
+		}
+		if inc.GetHostId() != hostID {
+			continue
+		}
+		if !withdrawn(inc) {
+			w.held[id] = true
+			continue
+		}
+		if err := sendWithdrawal(stream, log, id); err != nil {
+			return w, err
+		}
+	}
+	return w, nil
+}
+
+// sendWithdrawn sends a withdrawal for every held incident whose label was
+// changed from BENIGN after w's cursor, and moves the cursor on. It returns
+// an error only when the stream must end.
+func (a *AgentService) sendWithdrawn(stream grpc.BidiStreamingServer[vigilv1.AgentMessage, vigilv1.ServerMessage], log *slog.Logger, hostID string, w *withdrawals) error {
+	ctx := stream.Context()
+	filter := &vigilv1.IncidentFilter{HostId: hostID}
+	for len(w.held) > 0 {
+		incs, err := a.store.After(ctx, filter, w.cursor, verdictBatch)
+		if err != nil {
+			log.Error("read changed incidents", "error", err)
+			return storeError(ctx, "read changed incidents", err)
+		}
+		for _, inc := range incs {
+			w.cursor = inc.GetCursor()
+			if !w.held[inc.GetId()] || !withdrawn(inc) {
+				continue
+			}
+			delete(w.held, inc.GetId())
+			if err := sendWithdrawal(stream, log, inc.GetId()); err != nil {
+				return err
+			}
+		}
+		if len(incs) < verdictBatch {
+			return nil
+		}
+	}
+	return nil
 }

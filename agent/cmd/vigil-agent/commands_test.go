@@ -88,6 +88,7 @@ func TestReplayLabelReplay(t *testing.T) {
 	if err := j.Add(incs[0]); err != nil {
 		t.Fatal(err)
 	}
+	benignID := incs[0].GetId()
 	var out, errOut bytes.Buffer
 	if code := runLabel([]string{"benign", incs[0].GetId(), "--state-dir", state, "--note", "CI test runner", "--by", "alice"}, &out, &errOut); code != 0 {
 		t.Fatalf("label: exit %d: %s", code, errOut.String())
@@ -110,6 +111,30 @@ func TestReplayLabelReplay(t *testing.T) {
 	}
 	if want := "replayed 8 events: 2 rule matches, 0 anomalies, 1 suppressed by feedback, 1 incidents\n"; summary != want {
 		t.Errorf("summary %q, want %q", summary, want)
+	}
+
+	// Unlabelled, the behaviour raises its incident again.
+	out.Reset()
+	errOut.Reset()
+	if code := runLabel([]string{"unlabelled", benignID, "--state-dir", state}, &out, &errOut); code != 0 {
+		t.Fatalf("unlabelled: exit %d: %s", code, errOut.String())
+	}
+	if want := "incident " + benignID + " unlabelled: 1 suppressions removed\n"; out.String() != want {
+		t.Errorf("unlabelled printed %q, want %q", out.String(), want)
+	}
+	incs, summary = replayJSON(t, "--no-anomaly", "--feedback", fb, again)
+	if len(incs) != 1 || incs[0].GetProcess().GetExe() != "/tmp/build/run-tests" {
+		t.Fatalf("replay after unlabelled: %v, want the labelled program's incident back", incs)
+	}
+	if want := "replayed 4 events: 1 rule matches, 0 anomalies, 0 suppressed by feedback, 1 incidents\n"; summary != want {
+		t.Errorf("summary %q, want %q", summary, want)
+	}
+	// Again: nothing left to withdraw.
+	out.Reset()
+	errOut.Reset()
+	if code := runLabel([]string{"unlabelled", benignID, "--state-dir", state}, &out, &errOut); code != 1 ||
+		errOut.String() != "vigil-agent label: incident "+benignID+" has no suppressions in the feedback file\n" {
+		t.Errorf("second unlabelled: exit %d, %q", code, errOut.String())
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 )
 
 const labelUsage = `vigil-agent label benign INCIDENT_ID [flags]
+vigil-agent label unlabelled INCIDENT_ID [flags]
 
 Marks an incident this agent raised as benign. Each of its signals becomes a
 suppression in the agent's feedback file (STATE_DIR/feedback.json): the same
@@ -23,8 +24,14 @@ anomaly baseline flagged is learned as normal. The running agent applies it
 within seconds, without a restart. Incidents are looked up in the agent's
 journal (STATE_DIR/incidents.jsonl).
 
+"unlabelled" withdraws a benign label: the incident's suppressions leave the
+feedback file (a behaviour the baseline learned stays learned). A label
+withdrawn on the server (vigilctl incidents update ID --label unlabelled)
+reaches the agent the same way.
+
 Examples:
   sudo vigil-agent label benign 0193a000-0000-7000-8000-000000000001 --note "nightly build"
+  sudo vigil-agent label unlabelled 0193a000-0000-7000-8000-000000000001
 
 Flags:
 `
@@ -62,8 +69,21 @@ func runLabel(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil-agent label: want a verdict and an incident id, e.g. vigil-agent label benign ID (see vigil-agent label --help)")
 		return 2
 	}
+	if pos[0] == "unlabelled" {
+		removed, err := feedback.Remove(filepath.Join(*stateDir, feedback.FileName), pos[1])
+		if err != nil {
+			fmt.Fprintf(stderr, "vigil-agent label: %v\n", err)
+			return 1
+		}
+		if removed == 0 {
+			fmt.Fprintf(stderr, "vigil-agent label: incident %s has no suppressions in the feedback file\n", pos[1])
+			return 1
+		}
+		fmt.Fprintf(stdout, "incident %s unlabelled: %d suppressions removed\n", pos[1], removed)
+		return 0
+	}
 	if pos[0] != "benign" {
-		fmt.Fprintf(stderr, "vigil-agent label: verdict %q: only \"benign\" changes what the agent reports (see vigil-agent label --help)\n", pos[0])
+		fmt.Fprintf(stderr, "vigil-agent label: verdict %q: want \"benign\" or \"unlabelled\" (see vigil-agent label --help)\n", pos[0])
 		return 2
 	}
 	j := &feedback.Journal{Path: filepath.Join(*stateDir, feedback.JournalName)}

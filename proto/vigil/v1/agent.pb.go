@@ -40,9 +40,14 @@ type Hello struct {
 	// it runs on no rule set from a server.
 	PolicyVersion uint64 `protobuf:"varint,6,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
 	// policy_hash is the RuleSet.hash of that set; empty with version 0.
-	PolicyHash    string `protobuf:"bytes,7,opt,name=policy_hash,json=policyHash,proto3" json:"policy_hash,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PolicyHash string `protobuf:"bytes,7,opt,name=policy_hash,json=policyHash,proto3" json:"policy_hash,omitempty"`
+	// feedback_incident_ids lists the incidents the agent's feedback file
+	// holds suppressions for, so that the server can tell it, right after
+	// the hello, which of those benign labels were withdrawn while it was
+	// away (see Suppressions.withdrawn).
+	FeedbackIncidentIds []string `protobuf:"bytes,8,rep,name=feedback_incident_ids,json=feedbackIncidentIds,proto3" json:"feedback_incident_ids,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -122,6 +127,13 @@ func (x *Hello) GetPolicyHash() string {
 		return x.PolicyHash
 	}
 	return ""
+}
+
+func (x *Hello) GetFeedbackIncidentIds() []string {
+	if x != nil {
+		return x.FeedbackIncidentIds
+	}
+	return nil
 }
 
 // Heartbeat tells the server the agent is alive and how it is doing.
@@ -504,7 +516,10 @@ type SuppressionsApplied struct {
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
 	// added counts the suppressions that were new to the agent (0 for a
 	// resend).
-	Added         uint32 `protobuf:"varint,2,opt,name=added,proto3" json:"added,omitempty"`
+	Added uint32 `protobuf:"varint,2,opt,name=added,proto3" json:"added,omitempty"`
+	// removed counts the suppressions a withdrawal removed (0 when the agent
+	// held none of that incident).
+	Removed       uint32 `protobuf:"varint,3,opt,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,6 +564,13 @@ func (x *SuppressionsApplied) GetIncidentId() string {
 func (x *SuppressionsApplied) GetAdded() uint32 {
 	if x != nil {
 		return x.Added
+	}
+	return 0
+}
+
+func (x *SuppressionsApplied) GetRemoved() uint32 {
+	if x != nil {
+		return x.Removed
 	}
 	return 0
 }
@@ -1070,13 +1092,21 @@ func (x *Suppression) GetNote() string {
 
 // Suppressions is the server's delivery of a benign verdict: the
 // suppressions derived from one incident of the agent's host that an
-// analyst labelled BENIGN, one per distinct signal.
+// analyst labelled BENIGN, one per distinct signal. With withdrawn set it
+// is the withdrawal of such a verdict instead: the incident's label was
+// changed from BENIGN (to UNLABELLED or MALICIOUS), and the agent removes
+// every suppression of incident_id from its feedback. The server sends a
+// withdrawal when the label changes while the agent is connected, and at
+// connect for the incidents of Hello.feedback_incident_ids whose label was
+// changed since; the agent applies it idempotently.
 type Suppressions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// incident_id is the labelled incident.
 	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
-	// suppressions to add to the agent's feedback.
-	Suppressions  []*Suppression `protobuf:"bytes,2,rep,name=suppressions,proto3" json:"suppressions,omitempty"`
+	// suppressions to add to the agent's feedback; empty when withdrawn.
+	Suppressions []*Suppression `protobuf:"bytes,2,rep,name=suppressions,proto3" json:"suppressions,omitempty"`
+	// withdrawn asks the agent to remove the incident's suppressions.
+	Withdrawn     bool `protobuf:"varint,3,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1125,11 +1155,18 @@ func (x *Suppressions) GetSuppressions() []*Suppression {
 	return nil
 }
 
+func (x *Suppressions) GetWithdrawn() bool {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return false
+}
+
 var File_vigil_v1_agent_proto protoreflect.FileDescriptor
 
 const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14vigil/v1/agent.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vigil/v1/incident.proto\x1a\x14vigil/v1/rules.proto\"\xf4\x01\n" +
+	"\x14vigil/v1/agent.proto\x12\bvigil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17vigil/v1/incident.proto\x1a\x14vigil/v1/rules.proto\"\xa8\x02\n" +
 	"\x05Hello\x12\x17\n" +
 	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12%\n" +
@@ -1138,7 +1175,8 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\x12%\n" +
 	"\x0epolicy_version\x18\x06 \x01(\x04R\rpolicyVersion\x12\x1f\n" +
 	"\vpolicy_hash\x18\a \x01(\tR\n" +
-	"policyHash\"\xf5\x02\n" +
+	"policyHash\x122\n" +
+	"\x15feedback_incident_ids\x18\b \x03(\tR\x13feedbackIncidentIds\"\xf5\x02\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
 	"\fevents_total\x18\x02 \x01(\x04R\veventsTotal\x12D\n" +
@@ -1166,11 +1204,12 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\fActionResult\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12.\n" +
-	"\x06record\x18\x02 \x01(\v2\x16.vigil.v1.ActionRecordR\x06record\"L\n" +
+	"\x06record\x18\x02 \x01(\v2\x16.vigil.v1.ActionRecordR\x06record\"f\n" +
 	"\x13SuppressionsApplied\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x14\n" +
-	"\x05added\x18\x02 \x01(\rR\x05added\"Z\n" +
+	"\x05added\x18\x02 \x01(\rR\x05added\x12\x18\n" +
+	"\aremoved\x18\x03 \x01(\rR\aremoved\"Z\n" +
 	"\x03Ack\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1f\n" +
 	"\vincident_id\x18\x02 \x01(\tR\n" +
@@ -1214,11 +1253,12 @@ const file_vigil_v1_agent_proto_rawDesc = "" +
 	"\x05added\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05added\x12\x0e\n" +
 	"\x02by\x18\t \x01(\tR\x02by\x12\x12\n" +
 	"\x04note\x18\n" +
-	" \x01(\tR\x04note\"j\n" +
+	" \x01(\tR\x04note\"\x88\x01\n" +
 	"\fSuppressions\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x129\n" +
-	"\fsuppressions\x18\x02 \x03(\v2\x15.vigil.v1.SuppressionR\fsuppressions2N\n" +
+	"\fsuppressions\x18\x02 \x03(\v2\x15.vigil.v1.SuppressionR\fsuppressions\x12\x1c\n" +
+	"\twithdrawn\x18\x03 \x01(\bR\twithdrawn2N\n" +
 	"\fAgentService\x12>\n" +
 	"\aConnect\x12\x16.vigil.v1.AgentMessage\x1a\x17.vigil.v1.ServerMessage(\x010\x01B6Z4github.com/vigil-sensor/vigil/proto/vigil/v1;vigilv1b\x06proto3"
 
