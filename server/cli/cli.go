@@ -101,7 +101,7 @@ Examples:
   vigilctl agents
 
 Run 'vigilctl incidents COMMAND --help' and 'vigilctl COMMAND --help' for
-the flags of each command.
+the flags of each command. The flags above work after the command too.
 Exit status: 0 on success, 1 when the command failed (for example the
 server could not be reached), 2 when the command line was wrong.
 `
@@ -136,7 +136,6 @@ Flags:
                          info, low, medium, high or critical
   --json                 print one JSON object per incident and line
                          (protobuf JSON field names) instead of a table
-  --server ADDR          address of vigil-server (see 'vigilctl --help')
 
 The CURSOR column is the incident's position in the server's store; pass
 it to 'vigilctl incidents tail --after' to follow from there.
@@ -162,7 +161,6 @@ Flags:
   --min-severity LEVEL   only incidents at least this severe:
                          info, low, medium, high or critical
   --json                 print one JSON object per incident and line
-  --server ADDR          address of vigil-server (see 'vigilctl --help')
 
 Examples:
   vigilctl incidents tail
@@ -178,7 +176,6 @@ Usage:
 
 Flags:
   --json          print the incident as one JSON object instead
-  --server ADDR   address of vigil-server (see 'vigilctl --help')
 
 Example:
   vigilctl incidents show 01963c1e-7d2a-7b3c-9f1e-2a3b4c5d6e7f
@@ -280,11 +277,38 @@ func newFlagSet() *flag.FlagSet {
 	return fs
 }
 
+// newFlagSet returns a command's flag set with the global flags in it, so
+// that they work after the command too; their defaults are what the
+// flags before the command set.
+func (a *app) newFlagSet() *flag.FlagSet {
+	fs := newFlagSet()
+	fs.StringVar(&a.server, "server", a.server, "")
+	fs.DurationVar(&a.timeout, "timeout", a.timeout, "")
+	fs.StringVar(&a.token, "token", a.token, "")
+	fs.StringVar(&a.caFile, "ca", a.caFile, "")
+	return fs
+}
+
+// globalUsage lists the global flags under each command's help.
+const globalUsage = `
+Global flags (before or after the command):
+  --server ADDR        address of vigil-server, host:port
+                       (default $VIGIL_SERVER, else 127.0.0.1:7470)
+  --timeout DURATION   how long to wait for an answer to one request (default 10s)
+  --token TOKEN        bearer token for a server started with --tokens
+                       (default $VIGIL_TOKEN)
+  --ca FILE            connect with TLS, trusting the server certificates
+                       this CA (PEM) signs (default $VIGIL_CA)
+`
+
 // flagError turns an error of flag parsing into help output or a usage
 // error.
 func (a *app) flagError(cmd, usage string, err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(a.stdout, usage)
+		if cmd != "vigilctl" {
+			fmt.Fprint(a.stdout, globalUsage)
+		}
 		return flag.ErrHelp
 	}
 	return &usageError{cmd, err.Error()}
@@ -339,6 +363,9 @@ func (f *filterFlags) filter() (*vigilv1.IncidentFilter, error) {
 // dial returns a client connection to the server. grpc connects lazily, so
 // an unreachable server shows up as the first call's error (see rpcError).
 func (a *app) dial() (*grpc.ClientConn, error) {
+	if a.timeout <= 0 {
+		return nil, &usageError{"vigilctl", fmt.Sprintf("--timeout %v is not positive", a.timeout)}
+	}
 	creds := insecure.NewCredentials()
 	if a.caFile != "" {
 		tc, err := pki.ClientConfig(a.caFile, "", "")

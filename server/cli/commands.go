@@ -20,12 +20,11 @@ var parseSeverity = render.ParseSeverity
 // list runs "vigilctl incidents list".
 func (a *app) list(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents list"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	limit := fs.Int("limit", 50, "")
 	asJSON := fs.Bool("json", false, "")
 	var ff filterFlags
 	ff.add(fs)
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, listUsage, err)
@@ -95,9 +94,8 @@ func (a *app) list(ctx context.Context, args []string) error {
 // show runs "vigilctl incidents show".
 func (a *app) show(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents show"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	asJSON := fs.Bool("json", false, "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, showUsage, err)
@@ -139,12 +137,11 @@ const (
 // tail runs "vigilctl incidents tail".
 func (a *app) tail(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents tail"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	after := fs.Uint64("after", 0, "")
 	asJSON := fs.Bool("json", false, "")
 	var ff filterFlags
 	ff.add(fs)
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, tailUsage, err)

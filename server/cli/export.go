@@ -32,7 +32,6 @@ Flags:
   --rule ID              only incidents raised by this rule
   --min-severity LEVEL   only incidents at least this severe:
                          info, low, medium, high or critical
-  --server ADDR          address of vigil-server (see 'vigilctl --help')
 
 Examples:
   vigilctl incidents export > findings.jsonl
@@ -43,13 +42,12 @@ Examples:
 // export runs "vigilctl incidents export".
 func (a *app) export(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents export"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	format := fs.String("format", "ocsf", "")
 	after := fs.Uint64("after-cursor", 0, "")
 	follow := fs.Bool("follow", false, "")
 	var ff filterFlags
 	ff.add(fs)
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, exportUsage, err)

@@ -26,7 +26,6 @@ Usage:
 
 Flags:
   --json          print one JSON object per agent and line instead
-  --server ADDR   address of vigil-server (see 'vigilctl --help')
 
 LOSSES is the events the kernel could not hand to the agent since it
 started (full ring buffers), in all and per event family that lost any,
@@ -98,9 +97,8 @@ func jsonLine(w io.Writer, m proto.Message) error {
 // agents runs "vigilctl agents".
 func (a *app) agents(ctx context.Context, args []string) error {
 	const cmd = "vigilctl agents"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	asJSON := fs.Bool("json", false, "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, agentsUsage, err)
@@ -195,14 +193,13 @@ func losses(hb *vigilv1.Heartbeat) string {
 // respond runs "vigilctl respond".
 func (a *app) respond(ctx context.Context, args []string) error {
 	const cmd = "vigilctl respond"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	incident := fs.String("incident", "", "")
 	reason := fs.String("reason", "", "")
 	dryRun := fs.Bool("dry-run", false, "")
 	ttl := fs.Duration("ttl", 0, "")
 	requester := fs.String("requester", a.defaultAuthor(), "")
 	asJSON := fs.Bool("json", false, "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, respondUsage, err)
@@ -273,12 +270,11 @@ func writeRecord(w io.Writer, host string, rec *vigilv1.ActionRecord) error {
 // actions runs "vigilctl actions".
 func (a *app) actions(ctx context.Context, args []string) error {
 	const cmd = "vigilctl actions"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	host := fs.String("host", "", "")
 	incident := fs.String("incident", "", "")
 	limit := fs.Int("limit", 50, "")
 	asJSON := fs.Bool("json", false, "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, actionsUsage, err)

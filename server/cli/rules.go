@@ -33,7 +33,6 @@ Flags:
                      checks no tokens; with --token the token's holder
   --files            also print each file's content
   --json             print the rule set as one JSON line (with the files)
-  --server ADDR      address of vigil-server (see 'vigilctl --help')
 
 Setting rules needs the admin role; showing them the viewer role. A set
 that does not compile is refused, and each problem printed as
@@ -53,7 +52,7 @@ func (a *app) rules(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(a.stdout, rulesUsage)
+		fmt.Fprint(a.stdout, rulesUsage+globalUsage)
 		return flag.ErrHelp
 	case "push", "set":
 		return a.rulesPush(ctx, args[1:], false)
@@ -98,9 +97,8 @@ func (a *app) rulesPush(ctx context.Context, args []string, clear bool) error {
 	if clear {
 		cmd = "vigilctl rules clear"
 	}
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	requester := fs.String("requester", os.Getenv("USER"), "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, rulesUsage, err)
@@ -143,10 +141,9 @@ func (a *app) rulesPush(ctx context.Context, args []string, clear bool) error {
 // rulesShow runs "vigilctl rules show".
 func (a *app) rulesShow(ctx context.Context, args []string) error {
 	const cmd = "vigilctl rules show"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	withFiles := fs.Bool("files", false, "")
 	asJSON := fs.Bool("json", false, "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, rulesUsage, err)

@@ -53,13 +53,12 @@ var (
 // update runs "vigilctl incidents update".
 func (a *app) update(ctx context.Context, args []string) error {
 	const cmd = "vigilctl incidents update"
-	fs := newFlagSet()
+	fs := a.newFlagSet()
 	st := fs.String("status", "", "")
 	label := fs.String("label", "", "")
 	note := fs.String("note", "", "")
 	author := fs.String("author", a.defaultAuthor(), "")
 	asJSON := fs.Bool("json", false, "")
-	fs.StringVar(&a.server, "server", a.server, "")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return a.flagError(cmd, updateUsage, err)
