@@ -279,3 +279,46 @@ func TestValidateAndListCommands(t *testing.T) {
 		t.Errorf("list line for shadow-file-read: %q", line)
 	}
 }
+
+// TestRulesCommandPaths checks that a path given to rules validate or list
+// must exist and hold rules, that a single .yaml file is accepted, and
+// that every command has its --help.
+func TestRulesCommandPaths(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, dir, "local.yaml", goodRule)
+	write(t, dir, "notes.txt", "hello")
+	file := filepath.Join(dir, "local.yaml")
+	missing := filepath.Join(dir, "nonexistent")
+	for _, tt := range []struct {
+		args   []string
+		code   int
+		stdout string // a line it must contain
+		stderr string // exactly
+		noOK   bool
+	}{
+		{[]string{"validate", missing}, 1, "", "rules validate: rules path " + missing + ": no such file or directory\n", true},
+		{[]string{"validate", empty}, 1, "", "rules validate: rules path " + empty + ": no *.yaml files in the directory\n", true},
+		{[]string{"validate", filepath.Join(dir, "notes.txt")}, 1, "", "rules validate: rules path " + filepath.Join(dir, "notes.txt") + ": not a directory nor a .yaml file\n", true},
+		{[]string{"validate", file}, 0, file + ": 1 rules\n", "", false},
+		{[]string{"list", missing}, 1, "", "rules list: rules path " + missing + ": no such file or directory\n", true},
+		{[]string{"list", "--state-dir", dir, empty}, 1, "", "rules list: rules path " + empty + ": no *.yaml files in the directory\n", true},
+		{[]string{"--help"}, 0, "usage: vigil-agent rules validate [PATH...]\n", "", false},
+		{[]string{"validate", "--help"}, 0, "usage: vigil-agent rules validate [PATH...]\n", "", false},
+		{[]string{"list", "--help"}, 0, "usage: vigil-agent rules list [--state-dir DIR] [PATH...]\n", "", false},
+		{[]string{"frob"}, 2, "", "rules: unknown command \"frob\" (want validate or list; see vigil-agent rules --help)\n", true},
+	} {
+		var out, errOut strings.Builder
+		code := Command(tt.args, &out, &errOut)
+		if code != tt.code || errOut.String() != tt.stderr || !strings.Contains(out.String(), tt.stdout) {
+			t.Errorf("rules %v: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr %q",
+				tt.args, code, out.String(), errOut.String(), tt.code, tt.stdout, tt.stderr)
+		}
+		if tt.noOK && out.Len() != 0 {
+			t.Errorf("rules %v printed %q", tt.args, out.String())
+		}
+	}
+}

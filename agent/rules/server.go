@@ -138,11 +138,16 @@ func ValidateRuleFiles(files []*vigilv1.RuleFile) error {
 // (nil: none) and every *.yaml file of dirs, in that order. The set
 // remembers the server set's version and hash (see Set.Server).
 func CompileLayers(server *vigilv1.RuleSet, dirs ...string) (*Set, error) {
-	defaults, err := DefaultFiles()
+	local, err := DirFiles(dirs...)
 	if err != nil {
 		return nil, err
 	}
-	local, err := DirFiles(dirs...)
+	return compileLayers(server, local)
+}
+
+// compileLayers is CompileLayers with the host's rule files already read.
+func compileLayers(server *vigilv1.RuleSet, local []Source) (*Set, error) {
+	defaults, err := DefaultFiles()
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ suspicious ones to a Vigil server as incidents.
 Usage:
   vigil-agent [flags]                 run until Ctrl-C or SIGTERM
   vigil-agent --check [flags]         load every sensor once, print what attached, exit
-  vigil-agent rules validate DIR...   check rule files; rules list: the rules in force
+  vigil-agent rules validate PATH...  check rule files; rules list: the rules in force
   vigil-agent replay FILE...          run recorded events (--record) through detection
   vigil-agent label benign ID         stop an incident's behaviour from raising it again
   vigil-agent respond COMMAND         have the agent kill, freeze, block, isolate, restore...
