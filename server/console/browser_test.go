@@ -304,7 +304,7 @@ func TestBrowserRespond(t *testing.T) {
 	page.screenshot(t, "fleet")
 	fleet := page.text(t, "#fleet")
 	for _, want := range []string{hostname, hostID, "0.0.0-test", hostinfo.KernelRelease(), "connected since", "losing events",
-		"7 events lost since the agent started (file 7)", "file: 7", "process: 0", "1234", "20.0 MiB"} {
+		"7 events lost in the last 5 minutes (file 7)", "file: 7", "process: 0", "1234", "20.0 MiB"} {
 		if !strings.Contains(fleet, want) {
 			t.Errorf("fleet page lacks %q:\n%s", want, fleet)
 		}

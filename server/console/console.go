@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -384,7 +385,7 @@ const (
 	HealthDisconnected = "disconnected"
 	// HealthSilent: connected, but nothing arrived for longer than SilentAfter.
 	HealthSilent = "silent"
-	// HealthLosing: the latest heartbeat counts lost events.
+	// HealthLosing: the agent lost events within fleet.LossWindow.
 	HealthLosing = "losing events"
 	// HealthStarting: connected, no heartbeat yet.
 	HealthStarting = "starting"
@@ -409,25 +410,32 @@ func health(a fleet.Agent, now time.Time) (string, string) {
 	case a.LastHeartbeat == nil:
 		return HealthStarting, "connected, no heartbeat yet"
 	}
-	lost := a.LastHeartbeat.GetEventsLost()
-	families := make([]string, 0, len(lost))
+	// Losing events is about now: losses that grew within
+	// fleet.LossWindow, so that one loss at start-up does not mark the
+	// agent for as long as it runs.
+	lost := a.RecentLosses(now)
 	var total uint64
-	for f, n := range lost {
-		if n > 0 {
-			families = append(families, f)
-			total += n
-		}
+	for _, n := range a.LastHeartbeat.GetEventsLost() {
+		total += n
 	}
-	if total == 0 {
+	if len(lost) == 0 {
+		if total > 0 {
+			return HealthOK, fmt.Sprintf("connected, no event lost in the last %s (%d since the agent started)", window, total)
+		}
 		return HealthOK, "connected, no event lost"
 	}
-	slices.Sort(families)
+	families := slices.Sorted(maps.Keys(lost))
 	parts := make([]string, len(families))
+	var recent uint64
 	for i, f := range families {
 		parts[i] = fmt.Sprintf("%s %d", f, lost[f])
+		recent += lost[f]
 	}
-	return HealthLosing, fmt.Sprintf("%d events lost since the agent started (%s)", total, strings.Join(parts, ", "))
+	return HealthLosing, fmt.Sprintf("%d events lost in the last %s (%s)", recent, window, strings.Join(parts, ", "))
 }
+
+// window names fleet.LossWindow in words.
+var window = fmt.Sprintf("%d minutes", int(fleet.LossWindow.Minutes()))
 
 // ago says how long ago d was, to the second.
 func ago(d time.Duration) string {

@@ -310,7 +310,7 @@ func TestFleetHealth(t *testing.T) {
 		t.Fatalf("fleet: %d %s", code, body)
 	}
 	got := fmt.Sprint(fl.Agents)
-	want := "[{host-a losing events 15 events lost since the agent started (file 12, net 3) true} {host-b ok connected, no event lost true}]"
+	want := "[{host-a losing events 15 events lost in the last 5 minutes (file 12, net 3) true} {host-b ok connected, no event lost true}]"
 	if got != want {
 		t.Errorf("fleet %s\nwant %s", got, want)
 	}

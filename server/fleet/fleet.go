@@ -4,6 +4,7 @@
 package fleet
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,74 @@ type Agent struct {
 	// LastRuleSetResult is the agent's answer to the latest rule set sent
 	// to it, nil until the first.
 	LastRuleSetResult *vigilv1.RuleSetResult
+
+	// losses are the heartbeats' lost-event counts of about the last
+	// LossWindow, oldest first (see RecentLosses).
+	losses []lossSample
+}
+
+// LossWindow is how far back RecentLosses looks: an agent that lost
+// events once, at start-up say, is losing events for this long after, not
+// for as long as it runs.
+const LossWindow = 5 * time.Minute
+
+// lossSample is the lost-event counts of one heartbeat (per family, since
+// the agent started) and when the server received it.
+type lossSample struct {
+	at   time.Time
+	lost map[string]uint64
+}
+
+// RecentLosses returns, per event family, the events the agent lost
+// within LossWindow before now: how much its counts grew since the
+// heartbeat before the window (from zero when the agent started within
+// it). Families that lost nothing are left out; nil when none lost any.
+func (a Agent) RecentLosses(now time.Time) map[string]uint64 {
+	if len(a.losses) == 0 {
+		return nil
+	}
+	cutoff := now.Add(-LossWindow)
+	base := a.losses[0]
+	for _, s := range a.losses {
+		if s.at.After(cutoff) {
+			break
+		}
+		base = s
+	}
+	var out map[string]uint64
+	for f, n := range a.losses[len(a.losses)-1].lost {
+		if d := n - base.lost[f]; n > base.lost[f] {
+			if out == nil {
+				out = make(map[string]uint64)
+			}
+			out[f] = d
+		}
+	}
+	return out
+}
+
+// addLosses records the lost-event counts of a heartbeat received at now.
+// r.mu must be held.
+func (a *Agent) addLosses(now time.Time, lost map[string]uint64) {
+	restarted := len(a.losses) == 0
+	if !restarted {
+		for f, n := range a.losses[len(a.losses)-1].lost {
+			if lost[f] < n { // counts since the agent started went down
+				restarted = true
+			}
+		}
+	}
+	if restarted {
+		// The counts start from zero when the agent starts, so what it
+		// reports first was lost since then.
+		a.losses = []lossSample{{at: now}}
+	}
+	a.losses = append(a.losses, lossSample{at: now, lost: maps.Clone(lost)})
+	// Keep one sample at or before the window as the baseline.
+	cutoff := now.Add(-LossWindow)
+	for len(a.losses) > 2 && !a.losses[1].at.After(cutoff) {
+		a.losses = a.losses[1:]
+	}
 }
 
 // Registry holds the Agent of every host seen since the server started.
@@ -91,6 +160,7 @@ func (r *Registry) Heartbeat(hostID string, hb *vigilv1.Heartbeat) {
 	a := r.agent(hostID)
 	a.LastHeartbeat = proto.Clone(hb).(*vigilv1.Heartbeat)
 	a.LastSeen = r.now()
+	a.addLosses(a.LastSeen, hb.GetEventsLost())
 	a.PolicyVersion, a.PolicyHash = hb.GetPolicyVersion(), hb.GetPolicyHash()
 }
 
@@ -156,6 +226,7 @@ func (r *Registry) agent(hostID string) *Agent {
 // copyAgent returns a deep copy, so callers cannot race with the registry.
 func copyAgent(a *Agent) Agent {
 	c := *a
+	c.losses = slices.Clone(a.losses) // the maps are never changed once stored
 	if a.Hello != nil {
 		c.Hello = proto.Clone(a.Hello).(*vigilv1.Hello)
 	}
