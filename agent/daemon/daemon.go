@@ -32,11 +32,13 @@ import (
 	"github.com/vigil-sensor/vigil/agent/sensor"
 	"github.com/vigil-sensor/vigil/agent/sensor/process"
 	"github.com/vigil-sensor/vigil/agent/transport"
+	"github.com/vigil-sensor/vigil/internal/version"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 )
 
-// Version is the agent's version, reported to the server.
-var Version = "0.1.0-dev"
+// Version is the agent's version, reported to the server (see package
+// version, which vigil-server and vigilctl print too).
+var Version = version.Version
 
 // Config configures the agent.
 type Config struct {

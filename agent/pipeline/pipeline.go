@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,6 +93,11 @@ type Pipeline struct {
 	// in is the rules' input, refilled for every event.
 	in   rules.Input
 	last time.Time
+	// cur, par and anc hold the event's process, its parent and its
+	// ancestry, reused from event to event rather than allocated for each;
+	// a signal copies what it keeps.
+	cur, par proctree.Entry
+	anc      []proctree.Entry
 }
 
 // New returns a pipeline; with a state directory it loads the baseline
@@ -230,8 +236,8 @@ func (p *Pipeline) Handle(ev any) {
 		p.tree.Fork(e)
 		return
 	case *event.Exec:
-		x := p.tree.Exec(e)
-		entry = &x
+		p.cur = p.tree.Exec(e)
+		entry = &p.cur
 	case *event.Login:
 		p.sessions.Observe(e)
 	}
@@ -243,18 +249,31 @@ func (p *Pipeline) Handle(ev any) {
 	}
 	var parent *proctree.Entry
 	if x, ok := p.tree.Get(hdr.PPID); ok {
-		parent = &x
+		p.par = x
+		parent = &p.par
 	}
-	ancestors := p.tree.Ancestors(hdr.PID)
-	if entry == nil && len(ancestors) == 0 && parent != nil {
-		ancestors = append([]proctree.Entry{*parent}, p.tree.Ancestors(parent.PID)...)
+	// The ancestry is read only when something needs it: the rules' input
+	// or a signal. Exits usually need neither.
+	var ancestors []proctree.Entry
+	haveAncestors := false
+	ancestry := func() []proctree.Entry {
+		if !haveAncestors {
+			haveAncestors = true
+			p.anc = p.tree.AppendAncestors(p.anc[:0], hdr.PID)
+			if entry == nil && len(p.anc) == 0 && parent != nil {
+				p.anc = append(p.anc, *parent)
+				p.anc = p.tree.AppendAncestors(p.anc, parent.PID)
+			}
+			ancestors = p.anc
+		}
+		return ancestors
 	}
 
 	// Exits are a third of all events and no default rule is about them:
 	// build the rules' input only when some rule could use it.
 	var in *rules.Input
 	if _, exit := ev.(*event.Exit); !exit || len(p.engine.Set().ForKind(rules.KindExit)) > 0 {
-		if p.in.Fill(ev, entry, parent, ancestors, p.opts.Builder.UserName) {
+		if p.in.Fill(ev, entry, parent, ancestry(), p.opts.Builder.UserName) {
 			in = &p.in
 		}
 	}
@@ -294,18 +313,18 @@ func (p *Pipeline) Handle(ev any) {
 	if p.seqs != nil {
 		if r := p.seqs.observe(ev, at, entry); r != nil {
 			p.stats.Findings++
-			p.signal(sequenceSignal(r, at, entry, ancestors), entry, parent)
+			p.signal(sequenceSignal(r, at, entry, ancestry()), entry, parent)
 		}
 	}
 	if in != nil {
 		for _, m := range p.engine.Evaluate(in) {
 			p.stats.RuleMatches++
-			p.signal(ruleSignal(m, in, entry, ancestors, killedAtExec(ev)), entry, parent)
+			p.signal(ruleSignal(m, in, entry, ancestry(), killedAtExec(ev)), entry, parent)
 		}
 	}
 	for _, f := range findings {
 		p.stats.Findings++
-		p.signal(findingSignal(f, at, entry, ancestors), entry, parent)
+		p.signal(findingSignal(f, at, entry, ancestry()), entry, parent)
 	}
 }
 
@@ -330,12 +349,13 @@ func (p *Pipeline) Knows(hdr *event.Process) bool {
 // stands in.
 func (p *Pipeline) processOf(hdr *event.Process) *proctree.Entry {
 	if p.Knows(hdr) {
-		x, _ := p.tree.Get(hdr.PID)
-		return &x
+		p.cur, _ = p.tree.Get(hdr.PID)
+		return &p.cur
 	}
 	if p.opts.Lookup != nil {
 		if x, ok := p.opts.Lookup(hdr.PID); ok && x.SameProcess(hdr.StartTime) {
-			return &x
+			p.cur = x
+			return &p.cur
 		}
 	}
 	return fromHeader(hdr)
@@ -484,9 +504,18 @@ func ruleSignal(m rules.Match, in *rules.Input, entry *proctree.Entry, ancestors
 	}
 	if entry != nil {
 		e := *entry
-		sig.Process, sig.Ancestors = &e, ancestors
+		sig.Process, sig.Ancestors = &e, keep(ancestors)
 	}
 	return sig
+}
+
+// keep copies an ancestry for a signal: the pipeline reuses its storage
+// for the next event.
+func keep(ancestors []proctree.Entry) []proctree.Entry {
+	if len(ancestors) == 0 {
+		return nil
+	}
+	return slices.Clone(ancestors)
 }
 
 // killedAtExec reports whether ev is an exec the kernel killed.
@@ -525,7 +554,7 @@ func sequenceSignal(r *rareSequence, at time.Time, entry *proctree.Entry, ancest
 	}
 	if entry != nil {
 		e := *entry
-		sig.Process, sig.Ancestors = &e, ancestors
+		sig.Process, sig.Ancestors = &e, keep(ancestors)
 	}
 	return sig
 }
@@ -562,7 +591,7 @@ func findingSignal(f anomaly.Finding, at time.Time, entry *proctree.Entry, ances
 	}
 	if entry != nil {
 		e := *entry
-		sig.Process, sig.Ancestors = &e, ancestors
+		sig.Process, sig.Ancestors = &e, keep(ancestors)
 	}
 	return sig
 }

@@ -47,18 +47,24 @@ type Entry struct {
 	Exe string
 	// Args is argv.
 	Args []string
-	// ArgsTruncated is set when Args is incomplete.
-	ArgsTruncated bool
+	// Cmdline is Args joined by single spaces, kept with them so that
+	// readers (the rules' ancestors, on every event) do not join them again.
+	Cmdline string
 	// Cwd is the working directory at the last exec.
 	Cwd string
 	// CgroupID is the cgroup v2 id.
 	CgroupID uint64
+	// ArgsTruncated is set when Args is incomplete.
+	ArgsTruncated bool
 	// ExeDeleted and ExeMemfd copy the flags of the last exec.
 	ExeDeleted, ExeMemfd bool
 	// Exited is set once the process has exited; ExitCode is then its wait status.
 	Exited   bool
 	ExitCode int32
-	exitedAt time.Time
+	// exitedAt is when Exited was set, in Unix nanoseconds (a time.Time
+	// would make every entry, of which a storm keeps tens of thousands, a
+	// size class larger).
+	exitedAt int64
 }
 
 // SameProcess reports whether a start time (ns since boot) names the same
@@ -138,6 +144,7 @@ func ReadProc(procRoot string, pid uint32) (*Entry, error) {
 	}
 	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
 		e.Args, e.ArgsTruncated = event.SplitArgv(cmdline)
+		e.Cmdline = strings.Join(e.Args, " ")
 	}
 	if cwd, err := os.Readlink(filepath.Join(dir, "cwd")); err == nil {
 		e.Cwd = cwd
@@ -216,7 +223,7 @@ func (t *Tree) Fork(f *event.Fork) {
 		CgroupID:  f.Process.CgroupID,
 	}
 	if parent, ok := t.entries[f.Process.PPID]; ok {
-		e.Exe, e.Args, e.ArgsTruncated, e.Cwd = parent.Exe, parent.Args, parent.ArgsTruncated, parent.Cwd
+		e.Exe, e.Args, e.Cmdline, e.ArgsTruncated, e.Cwd = parent.Exe, parent.Args, parent.Cmdline, parent.ArgsTruncated, parent.Cwd
 		e.ExeDeleted, e.ExeMemfd = parent.ExeDeleted, parent.ExeMemfd
 	}
 	t.putLocked(e)
@@ -237,6 +244,7 @@ func (t *Tree) Exec(x *event.Exec) Entry {
 		Comm:          x.Process.Comm,
 		Exe:           x.Exe,
 		Args:          x.Args,
+		Cmdline:       strings.Join(x.Args, " "),
 		ArgsTruncated: x.ArgsTruncated,
 		Cwd:           x.Cwd,
 		CgroupID:      x.Process.CgroupID,
@@ -255,7 +263,7 @@ func (t *Tree) Exit(x *event.Exit) {
 	if !ok || !e.SameProcess(x.Process.StartTime) {
 		return
 	}
-	e.Exited, e.ExitCode, e.exitedAt = true, x.ExitCode, t.now()
+	e.Exited, e.ExitCode, e.exitedAt = true, x.ExitCode, t.now().UnixNano()
 }
 
 // Get returns a copy of the entry of pid.
@@ -271,20 +279,34 @@ func (t *Tree) Get(pid uint32) (Entry, bool) {
 
 // Ancestors returns copies of the parent, grandparent and so on of pid, up
 // to pid 1 or the first ancestor the cache does not know.
-func (t *Tree) Ancestors(pid uint32) []Entry {
+func (t *Tree) Ancestors(pid uint32) []Entry { return t.AppendAncestors(nil, pid) }
+
+// AppendAncestors is Ancestors appending to dst, so that a caller asking
+// for every event can reuse one slice.
+func (t *Tree) AppendAncestors(dst []Entry, pid uint32) []Entry {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	var out []Entry
-	seen := map[uint32]bool{pid: true}
+	start := len(dst)
 	e, ok := t.entries[pid]
-	for ok && e.PID != 1 && e.PPID != 0 && !seen[e.PPID] {
-		seen[e.PPID] = true
+	for ok && e.PID != 1 && e.PPID != 0 && e.PPID != pid && !hasPID(dst[start:], e.PPID) {
 		e, ok = t.entries[e.PPID]
 		if ok {
-			out = append(out, *e)
+			dst = append(dst, *e)
 		}
 	}
-	return out
+	return dst
+}
+
+// hasPID reports whether an ancestor chain already holds pid (a loop in
+// the cache: pids reused while their old entries linger). Chains are a few
+// processes long, so a scan costs less than a set.
+func hasPID(chain []Entry, pid uint32) bool {
+	for i := range chain {
+		if chain[i].PID == pid {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tree) put(e *Entry) {
@@ -310,9 +332,9 @@ func (t *Tree) Prune() {
 }
 
 func (t *Tree) pruneLocked() {
-	cutoff := t.now().Add(-ExitedRetention)
+	cutoff := t.now().Add(-ExitedRetention).UnixNano()
 	for pid, e := range t.entries {
-		if e.Exited && e.exitedAt.Before(cutoff) {
+		if e.Exited && e.exitedAt < cutoff {
 			delete(t.entries, pid)
 		}
 	}

@@ -120,3 +120,30 @@ func TestParseStatHandlesParensInComm(t *testing.T) {
 		t.Error("garbage stat accepted")
 	}
 }
+
+func TestAncestorsStopAtALoopAndAppend(t *testing.T) {
+	tree := New(0)
+	// 10 -> 20 -> 30 -> 20: a loop, as stale entries of reused pids can make.
+	for _, e := range []Entry{{PID: 10, PPID: 20, Args: []string{"a", "b"}}, {PID: 20, PPID: 30}, {PID: 30, PPID: 20}} {
+		tree.put(&e)
+	}
+	var got []uint32
+	for _, a := range tree.Ancestors(10) {
+		got = append(got, a.PID)
+	}
+	if !slices.Equal(got, []uint32{20, 30}) {
+		t.Errorf("ancestors of 10: %v, want [20 30]", got)
+	}
+	buf := tree.AppendAncestors(make([]Entry, 0, 4), 30)
+	if len(buf) != 1 || buf[0].PID != 20 {
+		t.Errorf("ancestors of 30: %+v, want [20]", buf)
+	}
+	x := tree.Exec(&event.Exec{Process: event.Process{PID: 40, PPID: 10}, Args: []string{"sh", "-c", "x"}})
+	if x.Cmdline != "sh -c x" {
+		t.Errorf("cmdline %q", x.Cmdline)
+	}
+	tree.Fork(&event.Fork{Process: event.Process{PID: 41, PPID: 40}})
+	if c, _ := tree.Get(41); c.Cmdline != "sh -c x" {
+		t.Errorf("forked child's cmdline %q, want its parent's", c.Cmdline)
+	}
+}

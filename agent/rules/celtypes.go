@@ -70,6 +70,35 @@ func boolF[T any](name string, f func(*T) bool) field {
 	return field{name, types.BoolType, func(o any) ref.Val { return types.Bool(f(o.(*T))) }}
 }
 
+// The Process fields whose CEL values are cached in Process.cel.
+const (
+	celName = iota
+	celComm
+	celExe
+	celCmdline
+	celArgs
+	celCached
+)
+
+// cachedF is a Process field whose CEL value is made once per Process, on
+// first read, and kept in slot i of Process.cel. Input.Fill makes new
+// Process values for every event, so the cache never outlives the fields.
+func cachedF(name string, t *types.Type, i int, f func(*Process) ref.Val) field {
+	return field{name, t, func(o any) ref.Val {
+		p := o.(*Process)
+		if v := p.cel[i]; v != nil {
+			return v
+		}
+		v := f(p)
+		p.cel[i] = v
+		return v
+	}}
+}
+
+func cachedStrF(name string, i int, f func(*Process) string) field {
+	return cachedF(name, types.StringType, i, func(p *Process) ref.Val { return types.String(f(p)) })
+}
+
 func listF[T any](name string, f func(*T) []string) field {
 	return field{name, types.NewListType(types.StringType), func(o any) ref.Val {
 		return types.NewStringList(types.DefaultTypeAdapter, f(o.(*T)))
@@ -111,11 +140,11 @@ func init() {
 		intF("euid", func(p *Process) uint32 { return p.EUID }),
 		intF("gid", func(p *Process) uint32 { return p.GID }),
 		strF("user", func(p *Process) string { return p.User }),
-		strF("exe", func(p *Process) string { return p.Exe }),
-		strF("name", func(p *Process) string { return p.Name }),
-		strF("comm", func(p *Process) string { return p.Comm }),
-		listF("args", func(p *Process) []string { return p.Args }),
-		strF("cmdline", func(p *Process) string { return p.Cmdline }),
+		cachedStrF("exe", celExe, func(p *Process) string { return p.Exe }),
+		cachedStrF("name", celName, func(p *Process) string { return p.Name }),
+		cachedStrF("comm", celComm, func(p *Process) string { return p.Comm }),
+		cachedF("args", types.NewListType(types.StringType), celArgs, func(p *Process) ref.Val { return constList(p.Args) }),
+		cachedStrF("cmdline", celCmdline, func(p *Process) string { return p.Cmdline }),
 		strF("cwd", func(p *Process) string { return p.Cwd }),
 		strF("filename", func(p *Process) string { return p.Filename }),
 		strF("script", func(p *Process) string { return p.Script }),
@@ -260,6 +289,12 @@ func (o obj[T]) Equal(other ref.Val) ref.Val {
 	x, ok := other.(obj[T])
 	if !ok {
 		return types.False
+	}
+	if a, ok := any(o.p).(*Process); ok {
+		// Compare the fields, not what reading them has cached.
+		l, r := *a, *any(x.p).(*Process)
+		l.cel, r.cel = [celCached]ref.Val{}, [celCached]ref.Val{}
+		return types.Bool(reflect.DeepEqual(l, r))
 	}
 	return types.Bool(reflect.DeepEqual(*o.p, *x.p))
 }

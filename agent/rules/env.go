@@ -153,6 +153,19 @@ func functions() []cel.EnvOption {
 	}
 }
 
+// constList is a list of strings as a CEL value whose elements are CEL
+// strings already: types.NewStringList converts (and allocates) an element
+// on every read, and rules read lists element by element (under, exists,
+// the runtime check of a list argument's type) on every event. Named lists
+// and process.args are made with it.
+func constList(values []string) ref.Val {
+	vals := make([]ref.Val, len(values))
+	for i, v := range values {
+		vals[i] = types.String(v)
+	}
+	return types.NewRefValList(types.DefaultTypeAdapter, vals)
+}
+
 // anyString reports whether f holds for a string of the CEL list l.
 func anyString(l ref.Val, f func(string) bool) bool {
 	lister, ok := l.(traits.Lister)

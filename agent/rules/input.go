@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/cel-go/common/types/ref"
+
 	"github.com/vigil-sensor/vigil/agent/event"
 	"github.com/vigil-sensor/vigil/agent/proctree"
 )
@@ -126,6 +128,10 @@ type Process struct {
 	// remembered in listen (0 unknown, 1 no, 2 yes).
 	probe  Probe
 	listen int8
+	// cel holds the CEL values of the fields rules read most, made on
+	// first read (see cachedF): a string made a CEL value is an allocation,
+	// and the default rules read process.name over a hundred times.
+	cel [celCached]ref.Val
 }
 
 // Listening reports whether the process holds a listening TCP socket, asking
@@ -380,7 +386,7 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 	switch x := ev.(type) {
 	case *event.Exec:
 		in.Kind, in.Time, p = KindExec, x.Time, &x.Process
-		in.Process = execProcess(x)
+		in.Process = execProcess(x, proc)
 	case event.Exec:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
@@ -530,8 +536,9 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 	return true
 }
 
-// execProcess is the process after an exec, from the event alone.
-func execProcess(x *event.Exec) Process {
+// execProcess is the process after an exec, from the event alone (e, the
+// cache entry, only spares joining the arguments again).
+func execProcess(x *event.Exec, e *proctree.Entry) Process {
 	p := Process{
 		PID: x.Process.PID, PPID: x.Process.PPID, StartTime: x.Process.StartTime,
 		UID: x.Process.UID, EUID: x.Process.EUID, GID: x.Process.GID,
@@ -541,7 +548,7 @@ func execProcess(x *event.Exec) Process {
 		LoginUID: x.Process.LoginUID, SessionID: x.Process.SessionID,
 	}
 	p.Name = procName(p.Exe, p.Comm)
-	p.Cmdline = strings.Join(p.Args, " ")
+	p.Cmdline = entryCmdline(e, p.Args)
 	return p
 }
 
@@ -566,7 +573,7 @@ func eventProcess(ep *event.Process, e *proctree.Entry) Process {
 		}
 	}
 	p.Name = procName(p.Exe, p.Comm)
-	p.Cmdline = strings.Join(p.Args, " ")
+	p.Cmdline = entryCmdline(e, p.Args)
 	return p
 }
 
@@ -578,8 +585,17 @@ func entryProcess(e *proctree.Entry) Process {
 		CgroupID: e.CgroupID, LoginUID: e.LoginUID, SessionID: e.SessionID,
 	}
 	p.Name = procName(p.Exe, p.Comm)
-	p.Cmdline = strings.Join(p.Args, " ")
+	p.Cmdline = entryCmdline(e, p.Args)
 	return p
+}
+
+// entryCmdline is args joined by spaces, taken from the cache entry e when
+// args are its own (the tree joins them once per exec, not once per event).
+func entryCmdline(e *proctree.Entry, args []string) string {
+	if e != nil && e.Cmdline != "" && len(args) == len(e.Args) && (len(args) == 0 || &args[0] == &e.Args[0]) {
+		return e.Cmdline
+	}
+	return strings.Join(args, " ")
 }
 
 // procName is the base name of exe, or comm when exe is unknown.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/types"
 	"go.yaml.in/yaml/v3"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
@@ -529,7 +528,7 @@ func (c *compiler) compile() *Set {
 	// Lists are constants, so that `x in list` is a set lookup.
 	var opts []cel.EnvOption
 	for _, l := range c.lists {
-		opts = append(opts, cel.Constant(l.name, cel.ListType(cel.StringType), types.NewStringList(types.DefaultTypeAdapter, l.values)))
+		opts = append(opts, cel.Constant(l.name, cel.ListType(cel.StringType), constList(l.values)))
 	}
 	if env, err = env.Extend(opts...); err != nil {
 		c.errs = append(c.errs, fmt.Errorf("declare lists: %w", err))

@@ -111,6 +111,21 @@ func (b *Base) Close() error {
 // family converts its own with a plain Go conversion:
 // sensor.ProcessOf(bpf.ProcessProcessInfo(rec.Proc)).
 func ProcessOf(p bpf.ProcessProcessInfo) event.Process {
+	pr := processIDs(p)
+	pr.Comm = CString(p.Comm[:])
+	return pr
+}
+
+// ProcessWithComm is ProcessOf with comm made by str (given the bytes
+// before the NUL), e.g. a decoder's interning of the few names a host runs.
+func ProcessWithComm(p bpf.ProcessProcessInfo, str func([]byte) string) event.Process {
+	pr := processIDs(p)
+	pr.Comm = str(CBytes(p.Comm[:]))
+	return pr
+}
+
+// processIDs is ProcessOf without comm.
+func processIDs(p bpf.ProcessProcessInfo) event.Process {
 	return event.Process{
 		PID:       p.Pid,
 		TID:       p.Tid,
@@ -122,6 +137,5 @@ func ProcessOf(p bpf.ProcessProcessInfo) event.Process {
 		SessionID: p.Sessionid,
 		StartTime: p.StartBoottime,
 		CgroupID:  p.CgroupId,
-		Comm:      CString(p.Comm[:]),
 	}
 }

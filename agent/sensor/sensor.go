@@ -221,12 +221,15 @@ func Bytes(a []int8, n uint32) []byte {
 }
 
 // CString converts a NUL-terminated C char array.
-func CString(a []int8) string {
+func CString(a []int8) string { return string(CBytes(a)) }
+
+// CBytes views a NUL-terminated C char array up to its NUL.
+func CBytes(a []int8) []byte {
 	b := Bytes(a, uint32(len(a)))
 	for i, c := range b {
 		if c == 0 {
-			return string(b[:i])
+			return b[:i]
 		}
 	}
-	return string(b)
+	return b
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-sensor/vigil/internal/version"
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/grpcserver"
 	"github.com/vigil-sensor/vigil/server/pki"
@@ -92,6 +93,7 @@ Flags:
   --ca FILE            connect with TLS, trusting the server certificates
                        this CA (PEM) signs, e.g. the ca.pem of
                        'vigil-server ca init' (default $VIGIL_CA)
+  --version            print the version and exit
   -h, --help           show this help
 
 Examples:
@@ -213,8 +215,13 @@ func (a *app) run(ctx context.Context, args []string, getenv func(string) string
 	fs.DurationVar(&a.timeout, "timeout", 10*time.Second, "")
 	fs.StringVar(&a.token, "token", getenv(TokenEnv), "")
 	fs.StringVar(&a.caFile, "ca", getenv(CAEnv), "")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		return a.flagError("vigilctl", topUsage, err)
+	}
+	if *showVersion {
+		_, err := fmt.Fprintln(a.stdout, "vigilctl", version.Version)
+		return err
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {

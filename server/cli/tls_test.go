@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-sensor/vigil/internal/version"
 	"github.com/vigil-sensor/vigil/server/app"
 	"github.com/vigil-sensor/vigil/server/cli"
 	"github.com/vigil-sensor/vigil/server/pki"
@@ -73,5 +74,12 @@ func TestGlobalFlagsAfterTheCommand(t *testing.T) {
 				t.Errorf("%q --help: exit %d, lacks %s:\n%s", args, code, flag, out)
 			}
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, errOut := run(t, nil, "--version")
+	if code != cli.ExitOK || out != "vigilctl "+version.Version+"\n" || errOut != "" {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vigil-sensor/vigil/internal/version"
 	"github.com/vigil-sensor/vigil/server/app"
 	"github.com/vigil-sensor/vigil/server/console"
 	"github.com/vigil-sensor/vigil/server/enroll"
@@ -98,6 +99,7 @@ Flags:
                                 DIR/ca.pem
   --enroll-tokens FILE          the enrollment tokens file (default
                                 DIR/enroll-tokens.yaml of --enroll-ca)
+  --version                     print the version and exit
   -h, --help                    show this help
 
 Example:
@@ -140,6 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	agentRate := fs.Float64("agent-rate", 0, "")
 	enrollCA := fs.String("enroll-ca", "", "")
 	enrollTokens := fs.String("enroll-tokens", "", "")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -149,6 +152,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		return usageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "vigil-server", version.Version)
+		return 0
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil || !validLevel(*logLevel) {
