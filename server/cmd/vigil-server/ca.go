@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,9 +21,9 @@ Usage:
       writes DIR/ca.pem, DIR/ca-key.pem (keep it secret), and
       DIR/server.pem, DIR/server-key.pem for the host names and IP
       addresses given (default localhost,127.0.0.1,::1)
-  vigil-server ca issue DIR NAME
+  vigil-server ca issue DIR NAME [--force]
       writes the agent certificate DIR/NAME.pem and DIR/NAME-key.pem,
-      signed by the CA in DIR
+      signed by the CA in DIR; refuses to replace them without --force
   vigil-server ca enroll-token DIR [--ttl 24h] [--uses 1] [--name NAME] [--tokens FILE]
       makes an enrollment token, prints it (only this once) on stdout and
       adds its SHA-256 to DIR/enroll-tokens.yaml (or FILE), which
@@ -81,10 +82,20 @@ func caCommand(args []string, stdout, stderr io.Writer) int {
 	case "enroll-token":
 		return enrollTokenCommand(args[1:], stdout, stderr)
 	case "fingerprint":
-		if len(args) != 2 {
+		fs := flag.NewFlagSet("vigil-server ca fingerprint", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		rest, err := parseInterleaved(fs, args[1:])
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, caUsage)
+			return 0
+		}
+		if err != nil {
+			return usageError(stderr, "ca fingerprint: "+err.Error())
+		}
+		if len(rest) != 1 {
 			return usageError(stderr, "ca fingerprint: want DIR")
 		}
-		ca, err := pki.LoadCA(args[1])
+		ca, err := pki.LoadCA(rest[0])
 		if err != nil {
 			fmt.Fprintf(stderr, "vigil-server: %v\n", err)
 			return 1
@@ -92,10 +103,32 @@ func caCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, pki.Fingerprint(ca.Cert))
 		return 0
 	case "issue":
-		if len(args) != 3 {
+		fs := flag.NewFlagSet("vigil-server ca issue", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		force := fs.Bool("force", false, "")
+		rest, err := parseInterleaved(fs, args[1:])
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, caUsage)
+			return 0
+		}
+		if err != nil {
+			return usageError(stderr, "ca issue: "+err.Error())
+		}
+		if len(rest) != 2 {
 			return usageError(stderr, "ca issue: want DIR NAME")
 		}
-		cert, key, err := pki.IssueAgent(args[1], args[2])
+		dir, name := rest[0], rest[1]
+		// Like ca init, do not replace a key unless told to: an agent
+		// may be using it.
+		if !*force && name == filepath.Base(name) {
+			for _, f := range []string{name + ".pem", name + "-key.pem"} {
+				if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+					fmt.Fprintf(stderr, "vigil-server: ca issue: %s already exists (pass --force to replace it)\n", filepath.Join(dir, f))
+					return 1
+				}
+			}
+		}
+		cert, key, err := pki.IssueAgent(dir, name)
 		if err != nil {
 			fmt.Fprintf(stderr, "vigil-server: %v\n", err)
 			return 1
