@@ -133,8 +133,8 @@ func (a *app) rulesPush(ctx context.Context, args []string, clear bool) error {
 		fmt.Fprintf(a.stdout, "rule set unchanged: version %d (%s) already holds these files\n", rs.GetVersion(), rs.GetHash())
 		return nil
 	}
-	fmt.Fprintf(a.stdout, "rule set version %d (%s): %d files, sent to %d connected agents\n",
-		rs.GetVersion(), rs.GetHash(), len(rs.GetFiles()), resp.GetAgentsConnected())
+	fmt.Fprintf(a.stdout, "rule set version %d (%s): %s, sent to %s\n", rs.GetVersion(), rs.GetHash(),
+		render.Count(len(rs.GetFiles()), "file", "files"), render.Count(int(resp.GetAgentsConnected()), "connected agent", "connected agents"))
 	return nil
 }
 

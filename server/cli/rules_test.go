@@ -49,7 +49,7 @@ func TestRulesPushShowClear(t *testing.T) {
 
 	write("fleet.yaml", cliRule)
 	code, stdout, stderr = run(t, nil, "--server", addr, "rules", "push", dir, "--requester", "alice")
-	if code != cli.ExitOK || !strings.HasPrefix(stdout, "rule set version 1 (sha256:") || !strings.Contains(stdout, ": 1 files, sent to 0 connected agents") {
+	if code != cli.ExitOK || !strings.HasPrefix(stdout, "rule set version 1 (sha256:") || !strings.Contains(stdout, ": 1 file, sent to 0 connected agents") {
 		t.Fatalf("push: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	code, stdout, _ = run(t, nil, "--server", addr, "rules", "push", dir)

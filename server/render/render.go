@@ -171,6 +171,14 @@ func Printable(s string) string {
 	return q[1 : len(q)-1]
 }
 
+// Count returns n with the noun that fits it: "1 file", "2 files", "0 files".
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
 // Time formats a timestamp in UTC, or "-" when it is unset.
 func Time(ts *timestamppb.Timestamp) string {
 	if ts == nil {
@@ -299,7 +307,7 @@ func Timeline(sigs []*vigilv1.Signal) string {
 		}
 		b.WriteString(": " + Printable(s.GetReason()))
 		if n := s.GetRepeats(); n > 0 {
-			fmt.Fprintf(&b, " (%d repeats)", n)
+			b.WriteString(" (" + Count(int(n), "repeat", "repeats") + ")")
 		}
 		b.WriteString("\n")
 	}

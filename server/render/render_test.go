@@ -222,7 +222,7 @@ func TestShowTellsTheStory(t *testing.T) {
 		{Time: timestamppb.New(time.Date(2026, 3, 14, 9, 26, 40, 0, time.UTC)), RuleId: "ssh-brute-force", Severity: vigilv1.Severity_SEVERITY_MEDIUM,
 			Attack: &vigilv1.Attack{TechniqueId: "T1110.001"}, RemoteHost: "127.0.0.1", Reason: "5 failed passwords\x1b[2J", Repeats: 2},
 		{Time: timestamppb.New(time.Date(2026, 3, 14, 9, 26, 53, 0, time.UTC)), RuleId: "shadow-file-read", Severity: vigilv1.Severity_SEVERITY_HIGH,
-			Attack: &vigilv1.Attack{TechniqueId: "T1003.008"}, Pid: 4243, Exe: "/usr/bin/cat", Reason: "cat read /etc/shadow"},
+			Attack: &vigilv1.Attack{TechniqueId: "T1003.008"}, Pid: 4243, Exe: "/usr/bin/cat", Reason: "cat read /etc/shadow", Repeats: 1},
 	}
 	inc.RecommendedActions = []*vigilv1.RecommendedAction{{Action: "block_source", Target: "addr:127.0.0.1", Reason: "the failed logins came from there"}}
 	var buf bytes.Buffer
@@ -236,7 +236,7 @@ func TestShowTellsTheStory(t *testing.T) {
 		"Cause     A login to alice over sshd from 127.0.0.1, after 5 failed passwords from that address, started bash -> cat.\n",
 		"\nTimeline\n" +
 			"  2026-03-14T09:26:40Z  medium   ssh-brute-force [T1110.001] from 127.0.0.1: 5 failed passwords\\x1b[2J (2 repeats)\n" +
-			"  2026-03-14T09:26:53Z  high     shadow-file-read [T1003.008] pid 4243 /usr/bin/cat: cat read /etc/shadow\n",
+			"  2026-03-14T09:26:53Z  high     shadow-file-read [T1003.008] pid 4243 /usr/bin/cat: cat read /etc/shadow (1 repeat)\n",
 		"\nRecommended actions\n  1. block_source addr:127.0.0.1: the failed logins came from there\n",
 	} {
 		if !strings.Contains(got, want) {
@@ -333,5 +333,13 @@ func TestCorrelatedRevisionsShowTheirLatestSignal(t *testing.T) {
 	wantRel := "\nRelated processes\n  4250 www-data /tmp/x /tmp/x -q\n"
 	if !strings.HasSuffix(buf.String(), wantRel) {
 		t.Errorf("show does not end in %q:\n%s", wantRel, buf.String())
+	}
+}
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int]string{0: "0 files", 1: "1 file", 2: "2 files"} {
+		if got := render.Count(n, "file", "files"); got != want {
+			t.Errorf("Count(%d) = %q, want %q", n, got, want)
+		}
 	}
 }
