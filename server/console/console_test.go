@@ -210,3 +210,22 @@ func TestEvents(t *testing.T) {
 		t.Errorf("bad cursor: %d, want 400", code)
 	}
 }
+
+// TestTimeAndRuleCellsDoNotWrap: the list's timestamp and rule id cells
+// carry the classes the style sheet keeps on one line.
+func TestTimeAndRuleCellsDoNotWrap(t *testing.T) {
+	_, srv := newConsole(t)
+	_, css := get(t, srv.URL+"/style.css")
+	if want := "td.time, td.rule { white-space: nowrap; word-break: normal; }\n"; !strings.Contains(css, want) {
+		t.Errorf("style.css lacks %q", want)
+	}
+	_, js := get(t, srv.URL+"/app.js")
+	for _, want := range []string{
+		`el("td", { className: "mono time" }, fmtTime(inc.time)),`,
+		`el("td", { className: "mono rule" }, inc.ruleId || "-"),`,
+	} {
+		if !strings.Contains(js, want) {
+			t.Errorf("app.js lacks %q", want)
+		}
+	}
+}

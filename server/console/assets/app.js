@@ -193,7 +193,7 @@ function bigger(a, b) {
 function listRow(inc) {
   const p = inc.process || {};
   return el("tr", { className: "incident" },
-    el("td", { className: "mono" }, fmtTime(inc.time)),
+    el("td", { className: "mono time" }, fmtTime(inc.time)),
     el("td", null, severityBadge(inc.severity)),
     el("td", { className: "host" }, host(inc)),
     el("td", { className: "mono rule" }, inc.ruleId || "-"),
@@ -307,15 +307,15 @@ function timeline(sigs) {
   return el("table", { id: "timeline" },
     el("thead", null, el("tr", null, ...["Time", "Severity", "Source", "Rule", "ATT&CK", "Process", "Reason", "Score"].map((h) => el("th", null, h)))),
     el("tbody", null, sigs.map((s) => el("tr", null,
-      el("td", { className: "mono" }, fmtTime(s.time)),
+      el("td", { className: "mono time" }, fmtTime(s.time)),
       el("td", null, severityBadge(s.severity)),
       el("td", null, s.source || "-"),
-      el("td", { className: "mono" }, s.ruleId || "-"),
+      el("td", { className: "mono rule" }, s.ruleId || "-"),
       el("td", null, (s.attack && s.attack.techniqueId) || "-"),
       el("td", { className: "mono" },
         s.pid ? s.pid + " " + (s.exe || "") : s.remoteHost ? "from " + s.remoteHost : "-",
         s.object ? el("div", { className: "muted" }, s.object) : null),
-      el("td", null, s.title ? el("div", null, s.title) : null, s.reason || "", s.repeats ? " (" + s.repeats + " repeats)" : ""),
+      el("td", null, s.title ? el("div", null, s.title) : null, s.reason || "", s.repeats ? " (" + s.repeats + (s.repeats === 1 ? " repeat)" : " repeats)") : ""),
       el("td", null, s.score ? Number(s.score).toFixed(0) : "-")))));
 }
 
@@ -337,7 +337,7 @@ function actionsTrail(acts, id) {
   return el("table", { id: id || "actions" },
     el("thead", null, el("tr", null, ...["Time", "Action", "Target", "Requester", "Mode", "Result", "Detail", "Reason"].map((h) => el("th", null, h)))),
     el("tbody", null, acts.map((a) => el("tr", null,
-      el("td", { className: "mono" }, fmtTime(a.time)),
+      el("td", { className: "mono time" }, fmtTime(a.time)),
       el("td", null, a.action || "-"),
       el("td", { className: "mono" }, a.target || "-"),
       el("td", null, a.requester || "-"),
