@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -327,6 +328,9 @@ func Load(p string, required bool) (*Config, error) {
 // Parse reads YAML over the defaults and validates the result. Unknown keys are errors.
 func Parse(b []byte) (*Config, error) {
 	cfg := Default()
+	if err := checkDurations(b); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
@@ -499,4 +503,61 @@ func friendly(err error) string {
 		return fmt.Sprintf("%q is not valid here: want %s", sub[1], want)
 	})
 	return strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+}
+
+// durationType is the type of the duration fields.
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationKeys lists the dotted keys of t's duration fields
+// ("detection.learning_period"), as the YAML file spells them.
+func durationKeys(t reflect.Type, prefix string, out map[string]bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		switch {
+		case f.Type == durationType:
+			out[prefix+name] = true
+		case f.Type.Kind() == reflect.Struct:
+			durationKeys(f.Type, prefix+name+".", out)
+		}
+	}
+}
+
+// checkDurations names the field of a duration that does not parse, which
+// the YAML decoder does not: `detection.learning_period: "5x" is not a
+// duration (e.g. 24h, 10m)`. A bare number is refused too (it would be
+// nanoseconds), except 0. Other mistakes are left to the decoder.
+func checkDurations(b []byte) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil || len(root.Content) == 0 {
+		return nil // the decoder reports it
+	}
+	keys := map[string]bool{}
+	durationKeys(reflect.TypeOf(Config{}), "", keys)
+	var walk func(n *yaml.Node, prefix string) error
+	walk = func(n *yaml.Node, prefix string) error {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := prefix+n.Content[i].Value, n.Content[i+1]
+			if keys[key] {
+				if val.Kind != yaml.ScalarNode {
+					return fmt.Errorf("line %d: %s: want a duration (e.g. 24h, 10m)", val.Line, key)
+				}
+				if _, err := time.ParseDuration(val.Value); err != nil || (val.Tag != "!!str" && val.Value != "0") {
+					return fmt.Errorf("line %d: %s: %q is not a duration (e.g. 24h, 10m)", val.Line, key, val.Value)
+				}
+				continue
+			}
+			if err := walk(val, key+"."); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(root.Content[0], "")
 }

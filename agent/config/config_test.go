@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseOverridesDefaults(t *testing.T) {
@@ -76,7 +77,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"detection: {rules_dir: rules}", `detection.rules_dir: "rules" is not an absolute path`},
 		{"detection: {correlation_window: 10ms}", "detection.correlation_window: 10ms is shorter than 1s"},
 		{"detection: {learning_period: -1h}", "detection.learning_period: -1h0m0s is negative"},
-		{"detection: {learning_period: soon}", `line 1: "soon" is not valid here`},
+		{"detection: {learning_period: soon}", `line 1: detection.learning_period: "soon" is not a duration (e.g. 24h, 10m)`},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.yaml))
@@ -113,5 +114,28 @@ func TestShippedExampleIsValid(t *testing.T) {
 	def := Default()
 	if !slices.Equal(cfg.Sensors.File.Watch, def.Sensors.File.Watch) || cfg.Server != def.Server {
 		t.Errorf("the example should spell out the defaults: %+v", cfg)
+	}
+}
+
+// TestParseBadDuration checks that a duration that does not parse is named
+// by its field, with its line, and that a bare number is refused.
+func TestParseBadDuration(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"server: h:1\ndetection: {learning_period: 5x}\n", `parse: line 2: detection.learning_period: "5x" is not a duration (e.g. 24h, 10m)`},
+		{"detection:\n  correlation_window: 10\n", `parse: line 2: detection.correlation_window: "10" is not a duration (e.g. 24h, 10m)`},
+		{"response:\n  block_ttl: soon\n", `parse: line 2: response.block_ttl: "soon" is not a duration (e.g. 24h, 10m)`},
+		{"response:\n  block_ttl: [1h]\n", `parse: line 2: response.block_ttl: want a duration (e.g. 24h, 10m)`},
+	} {
+		_, err := Parse([]byte(tt.yaml))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%q: error %v, want %s", tt.yaml, err, tt.want)
+		}
+	}
+	cfg, err := Parse([]byte("detection: {learning_period: 36h, correlation_window: 5m}\nresponse: {block_ttl: 90m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Detection.LearningPeriod != 36*time.Hour || cfg.Detection.CorrelationWindow != 5*time.Minute || cfg.Response.BlockTTL != 90*time.Minute {
+		t.Errorf("durations %v %v %v", cfg.Detection.LearningPeriod, cfg.Detection.CorrelationWindow, cfg.Response.BlockTTL)
 	}
 }
