@@ -41,8 +41,9 @@ const listUsage = `usage: vigil-agent rules list [--state-dir DIR] [PATH...]
 Prints the id, severity, ATT&CK technique, event kinds and state of every
 rule the agent would run: the built-in rules, the server's rule set the
 agent of the state directory last applied, and the operator's rule files.
-A PATH is a directory, whose *.yaml files are read, or one .yaml file;
-without one, ` + DefaultDir + ` is read when it exists.
+A PATH is a directory, whose *.yaml files are read (it may have none), or
+one .yaml file; a missing path is an error. Without one, ` + DefaultDir + `
+is read when it exists.
 
 Flags:
 `
@@ -82,6 +83,12 @@ func Command(args []string, stdout, stderr io.Writer) int {
 // files are errors naming the path. With no path, DefaultDir is read when
 // it exists.
 func PathFiles(paths []string) ([]Source, error) {
+	return pathFiles(paths, false)
+}
+
+// pathFiles is PathFiles; with allowEmpty a directory without *.yaml files
+// is no error (rules list: a host may run on the server's rules alone).
+func pathFiles(paths []string, allowEmpty bool) ([]Source, error) {
 	if len(paths) == 0 {
 		return DirFiles(DefaultDir)
 	}
@@ -106,7 +113,7 @@ func PathFiles(paths []string) ([]Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(files) == 0 {
+		if len(files) == 0 && !allowEmpty {
 			return nil, fmt.Errorf("rules path %s: no *.yaml files in the directory", p)
 		}
 		out = append(out, files...)
@@ -187,7 +194,7 @@ func ListCommand(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	local, err := PathFiles(fs.Args())
+	local, err := pathFiles(fs.Args(), true)
 	if err != nil {
 		fmt.Fprintf(stderr, "rules list: %v\n", err)
 		return 1

@@ -305,7 +305,8 @@ func TestRulesCommandPaths(t *testing.T) {
 		{[]string{"validate", filepath.Join(dir, "notes.txt")}, 1, "", "rules validate: rules path " + filepath.Join(dir, "notes.txt") + ": not a directory nor a .yaml file\n", true},
 		{[]string{"validate", file}, 0, file + ": 1 rules\n", "", false},
 		{[]string{"list", missing}, 1, "", "rules list: rules path " + missing + ": no such file or directory\n", true},
-		{[]string{"list", "--state-dir", dir, empty}, 1, "", "rules list: rules path " + empty + ": no *.yaml files in the directory\n", true},
+		// A host may run on the server's rules alone: an empty directory lists.
+		{[]string{"list", "--state-dir", dir, empty}, 0, "server rule set: none (" + filepath.Join(dir, ServerSetName) + " holds none)\n", "", false},
 		{[]string{"--help"}, 0, "usage: vigil-agent rules validate [PATH...]\n", "", false},
 		{[]string{"validate", "--help"}, 0, "usage: vigil-agent rules validate [PATH...]\n", "", false},
 		{[]string{"list", "--help"}, 0, "usage: vigil-agent rules list [--state-dir DIR] [PATH...]\n", "", false},
