@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg Config) error {
 	resp.attachFiles(cfg.Agent.StateDir)
 	det, err := newDetection(cfg, log, tree, &incident.Builder{
 		HostID: hostID, Hostname: hostname, BootTime: bootTime, UserName: users.Name,
-		Listening: rules.ProcProbe{Root: "/proc"}.Listening,
+		Listening: rules.ProcProbe{Root: "/proc"}.Listening, Restorable: resp.restorable,
 	}, client.Send, st, resp.onResponse)
 	if err != nil {
 		return err

@@ -315,6 +315,15 @@ func (p processes) Freeze(pid uint32, start uint64, name string) (response.Held,
 // files adapts the snapshot store to the engine.
 type files struct{ s *snapshot.Store }
 
+// Known reports whether the store has a known-good version of path.
+func (f files) Known(path string) bool { return f.s.Known(path) }
+
+// restorable reports whether restore can put path back: the snapshot
+// store is attached and has a known-good version of it.
+func (r *responder) restorable(path string) bool {
+	return r.snapshots != nil && r.snapshots.Known(path)
+}
+
 func (f files) Restore(path string) (string, error) {
 	r, err := f.s.Restore(path)
 	if err != nil {

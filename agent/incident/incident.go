@@ -45,6 +45,10 @@ type Builder struct {
 	// boot), holds a listening socket, so that the cause can call a service
 	// a network service; nil calls every service just a service.
 	Listening func(pid uint32, startTime uint64) bool
+	// Restorable reports whether restore has a known-good version of path
+	// to put back (the snapshot store covers it); restore is recommended
+	// only for such files. nil recommends it for every file a rule names.
+	Restorable func(path string) bool
 }
 
 var _ correlate.Builder = (*Builder)(nil)

@@ -345,3 +345,21 @@ func TestCauseLoginOfAnotherSignal(t *testing.T) {
 		t.Errorf("cause %q, want %q", inc.Cause, want)
 	}
 }
+
+// TestActionsRestoreOnlyWhatHasASnapshot checks that restore is not
+// recommended for a file the snapshot store cannot put back (a setuid bit
+// set on a file in /tmp), by a rule's response or by the builder.
+func TestActionsRestoreOnlyWhatHasASnapshot(t *testing.T) {
+	p, anc := lineage(proc(1, 0, "/sbin/init"), proc(50, 1, "/usr/bin/bash"), proc(51, 50, "/usr/bin/chmod"))
+	b := &Builder{Restorable: func(path string) bool { return path == "/etc/cron.d/x" }}
+	inc := build(t, b,
+		correlate.Signal{Time: t0, RuleID: "setuid-bit-set", Severity: vigilv1.Severity_SEVERITY_MEDIUM, Response: correlate.ResponseRestore,
+			Attack: attack("TA0004", "Privilege Escalation", "T1548.001", "Setuid and Setgid"), Process: p, Ancestors: anc,
+			File: "/tmp/suid", FileOp: correlate.FileWrite},
+		correlate.Signal{Time: t0.Add(time.Second), RuleID: "cron-file-written", Severity: vigilv1.Severity_SEVERITY_MEDIUM,
+			Attack: attack("TA0003", "Persistence", "T1053.003", "Cron"), Process: p, Ancestors: anc,
+			File: "/etc/cron.d/x", FileOp: correlate.FileWrite})
+	assertActions(t, inc, []*vigilv1.RecommendedAction{
+		{Action: "restore", Target: "file:/etc/cron.d/x", Reason: "chmod (pid 51) wrote /etc/cron.d/x, which rule cron-file-written watches for persistence; restore it from a known-good copy."},
+	})
+}

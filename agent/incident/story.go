@@ -397,7 +397,7 @@ func (b *Builder) actions(sigs []correlate.Signal) []*vigilv1.RecommendedAction 
 			}
 		}
 		if s.Source == correlate.SourceRule && s.File != "" && correlate.FileModified(s.FileOp) &&
-			s.Attack != nil && slices.Contains(restoreTactics, s.Attack.TacticId) {
+			s.Attack != nil && slices.Contains(restoreTactics, s.Attack.TacticId) && b.restorable(s.File) {
 			who := "a process"
 			if s.Process != nil {
 				who = fmt.Sprintf("%s (pid %d)", display(s.Process), s.Process.PID)
@@ -472,7 +472,7 @@ func (b *Builder) ruleAction(s *correlate.Signal) *vigilv1.RecommendedAction {
 		a.Target = "host:" + b.HostID
 		a.Reason = fmt.Sprintf("Rule %s asks to cut the host off the network.", s.RuleID)
 	case correlate.ResponseRestore:
-		if s.File == "" {
+		if s.File == "" || !b.restorable(s.File) {
 			return nil
 		}
 		a.Target = "file:" + s.File
@@ -482,6 +482,12 @@ func (b *Builder) ruleAction(s *correlate.Signal) *vigilv1.RecommendedAction {
 	}
 	a.Reason = ascii(a.Reason)
 	return a
+}
+
+// restorable reports whether restore can put path back (see
+// Builder.Restorable).
+func (b *Builder) restorable(path string) bool {
+	return b.Restorable == nil || b.Restorable(path)
 }
 
 // freezeTarget is the process to freeze (or quarantine) for s: the

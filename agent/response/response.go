@@ -171,6 +171,13 @@ type Files interface {
 	Restore(path string) (string, error)
 }
 
+// KnownFiles is Files that can tell, without restoring, whether path has a
+// known-good version; a dry run of restore asks it.
+type KnownFiles interface {
+	// Known reports whether Restore has a known-good version of path.
+	Known(path string) bool
+}
+
 // Engine carries out requests. It is safe for concurrent use.
 type Engine struct {
 	// Mode is the default mode for rules' responses.
@@ -324,6 +331,9 @@ func (e *Engine) do(req Request, mode Mode, id string) (string, error) {
 			return "", errors.New("file snapshots are not available on this agent")
 		}
 		if req.DryRun {
+			if k, ok := e.Files.(KnownFiles); ok && !k.Known(value) {
+				return "", refuse("%s has no known-good version to restore (no snapshot: not covered by the snapshot patterns, or not snapshotted yet)", value)
+			}
 			return "would restore " + value + " to its last known-good version", nil
 		}
 		return e.Files.Restore(value)

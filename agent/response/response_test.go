@@ -157,3 +157,27 @@ func proctreeRead(pid uint32) (proctree.Entry, error) {
 	}
 	return *p, nil
 }
+
+// knownFiles is a snapshot store that knows some paths.
+type knownFiles map[string]bool
+
+func (k knownFiles) Restore(path string) (string, error) { return "restored " + path, nil }
+func (k knownFiles) Known(path string) bool              { return k[path] }
+
+// TestDryRunRestoreAsksTheSnapshots checks that a dry run of restore says
+// it would restore only a file the snapshot store has a version of.
+func TestDryRunRestoreAsksTheSnapshots(t *testing.T) {
+	e := engine()
+	e.Files = knownFiles{"/etc/passwd": true}
+	for _, tt := range []struct {
+		target, result, want string
+	}{
+		{"file:/etc/passwd", ResultDryRun, "would restore /etc/passwd to its last known-good version"},
+		{"file:/tmp/suid", ResultRefused, "/tmp/suid has no known-good version to restore (no snapshot: not covered by the snapshot patterns, or not snapshotted yet)"},
+	} {
+		rec := e.Do(Request{Action: ActRestore, Target: tt.target, DryRun: true})
+		if rec.GetResult() != tt.result || rec.GetDetail() != tt.want {
+			t.Errorf("dry run restore %s: %s %q, want %s %q", tt.target, rec.GetResult(), rec.GetDetail(), tt.result, tt.want)
+		}
+	}
+}
