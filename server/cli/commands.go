@@ -45,7 +45,7 @@ func (a *app) list(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	if filter.HostId, err = a.resolveHost(ctx, conn, filter.HostId); err != nil {
+	if filter.HostId, err = a.resolveStoredHost(ctx, conn, filter.HostId); err != nil {
 		return err
 	}
 	client := vigilv1.NewIncidentServiceClient(conn)
@@ -159,7 +159,7 @@ func (a *app) tail(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	if filter.HostId, err = a.resolveHost(ctx, conn, filter.HostId); err != nil {
+	if filter.HostId, err = a.resolveStoredHost(ctx, conn, filter.HostId); err != nil {
 		return err
 	}
 	client := vigilv1.NewIncidentServiceClient(conn)

@@ -18,6 +18,17 @@ import (
 // with that id or hostname, is an error. "" stays "". A server that does
 // not let the caller list agents gets host as given.
 func (a *app) resolveHost(ctx context.Context, conn grpc.ClientConnInterface, host string) (string, error) {
+	return a.resolveHostOrStored(ctx, conn, host, false)
+}
+
+// resolveStoredHost is resolveHost for filters on stored incidents: a host
+// id no agent has since the server started is still one when incidents of
+// it are stored.
+func (a *app) resolveStoredHost(ctx context.Context, conn grpc.ClientConnInterface, host string) (string, error) {
+	return a.resolveHostOrStored(ctx, conn, host, true)
+}
+
+func (a *app) resolveHostOrStored(ctx context.Context, conn grpc.ClientConnInterface, host string, stored bool) (string, error) {
 	if host == "" {
 		return "", nil
 	}
@@ -37,6 +48,19 @@ func (a *app) resolveHost(ctx context.Context, conn grpc.ClientConnInterface, ho
 		}
 		if ag.GetHostname() == host {
 			ids = append(ids, ag.GetHostId())
+		}
+	}
+	if len(ids) == 0 && stored {
+		callCtx, cancel := context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+		resp, err := vigilv1.NewIncidentServiceClient(conn).ListIncidents(callCtx, &vigilv1.ListIncidentsRequest{
+			Filter: &vigilv1.IncidentFilter{HostId: host}, PageSize: 1,
+		})
+		if err != nil {
+			return "", a.rpcError("list incidents", err)
+		}
+		if len(resp.GetIncidents()) > 0 {
+			return host, nil
 		}
 	}
 	switch len(ids) {

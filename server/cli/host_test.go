@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,5 +47,24 @@ func TestHostnameForHostID(t *testing.T) {
 	code, out, _ = run(t, env, "incidents", "list", "--host", other.GetHostId(), "--json")
 	if code != cli.ExitOK || strings.Count(out, "\n") != 1 {
 		t.Errorf("list --host %s: exit %d, output %q", other.GetHostId(), code, out)
+	}
+}
+
+// TestStoredHostIDWithoutAgent: incidents of a host whose agent the server
+// has not seen since it started are still listed by its host id.
+func TestStoredHostIDWithoutAgent(t *testing.T) {
+	srv := startServer(t, "127.0.0.1:0", filepath.Join(t.TempDir(), "server.db"))
+	inc := storetest.NewIncident("5e6f7a8b9c0d1e2f3a4b5c6d1a2b3c4d", "shell-from-web", vigilv1.Severity_SEVERITY_HIGH)
+	if _, _, err := srv.Store().Put(context.Background(), inc); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VIGIL_SERVER": srv.Addr()}
+	code, out, errOut := run(t, env, "incidents", "list", "--host", inc.GetHostId(), "--json")
+	if code != cli.ExitOK || strings.Count(out, "\n") != 1 || errOut != "" {
+		t.Errorf("list --host %s: exit %d, output %q, stderr %q; want its incident", inc.GetHostId(), code, out, errOut)
+	}
+	code, _, errOut = run(t, env, "respond", inc.GetHostId(), "kill", "pid:1", "--dry-run")
+	if want := "vigilctl: no agent has host id or hostname \"" + inc.GetHostId() + "\" (see 'vigilctl agents')\n"; code != cli.ExitError || errOut != want {
+		t.Errorf("respond to a host without agent: exit %d, stderr %q; want %q", code, errOut, want)
 	}
 }
