@@ -35,6 +35,12 @@ import (
 // helperEnv makes the test binary act as a helper process instead of running tests.
 const helperEnv = "VIGIL_E2E_HELPER"
 
+// agentStartTimeout bounds how long vigil-agent may take to load and attach
+// its sensors. The kernel verifies the file family's path programs one by
+// one, about 15 s in all on this project's 2-core VM when it is idle, and
+// several times that while the machine is busy.
+const agentStartTimeout = 90 * time.Second
+
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
@@ -150,7 +156,7 @@ func startStack(t *testing.T) *stack {
 			t.Logf("vigil-agent log:\n%s", s.agentLog.String())
 		}
 	})
-	waitFor(t, 20*time.Second, "vigil-agent to attach and connect", func() bool {
+	waitFor(t, agentStartTimeout, "vigil-agent to attach and connect", func() bool {
 		log := s.agentLog.String()
 		return strings.Contains(log, "vigil-agent running") && strings.Contains(log, "connected to server")
 	})

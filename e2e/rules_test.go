@@ -1172,7 +1172,7 @@ func (l *learnedStack) startAgent(t *testing.T, env ...string) {
 	done := make(chan struct{})
 	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(done) }(l.agent)
 	l.agentDone = done
-	waitFor(t, 20*time.Second, "vigil-agent to attach and connect", func() bool {
+	waitFor(t, agentStartTimeout, "vigil-agent to attach and connect", func() bool {
 		log := l.agentLog.String()
 		return strings.Contains(log, "vigil-agent running") && strings.Contains(log, "connected to server")
 	})

@@ -35,7 +35,9 @@ start_agent() {
 	bin/vigil-agent --config "${BENCH_AGENT_CONFIG:-configs/agent.yaml}" --server "127.0.0.1:$bench_port" \
 		--state-dir "$bench_work/agent" 2>"$bench_work/agent.log" &
 	agent_pid=$!
-	for _ in $(seq 100); do
+	# Loading the sensors takes about 15 s here (the kernel verifies the file
+	# family's programs one by one): wait up to 90 s.
+	for _ in $(seq 900); do
 		grep -q 'vigil-agent running' "$bench_work/agent.log" && return 0
 		kill -0 "$agent_pid" 2>/dev/null || break
 		sleep 0.1
