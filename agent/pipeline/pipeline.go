@@ -269,10 +269,10 @@ func (p *Pipeline) Handle(ev any) {
 		return ancestors
 	}
 
-	// Exits are a third of all events and no default rule is about them:
-	// build the rules' input only when some rule could use it.
+	// Build the rules' input only when some rule is on this kind of event:
+	// no default rule is about exits (a third of all events) or accepts.
 	var in *rules.Input
-	if _, exit := ev.(*event.Exit); !exit || len(p.engine.Set().ForKind(rules.KindExit)) > 0 {
+	if len(p.engine.Set().ForKind(rules.KindOf(ev))) > 0 {
 		if p.in.Fill(ev, entry, parent, ancestry(), p.opts.Builder.UserName) {
 			in = &p.in
 		}

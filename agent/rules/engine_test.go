@@ -184,6 +184,9 @@ func TestProcProbeSeesListeningSockets(t *testing.T) {
 }
 
 func TestInputForConvertsEveryEvent(t *testing.T) {
+	if k := KindOf(struct{}{}); k != "" {
+		t.Errorf("KindOf of a value that is no event: %q, want \"\"", k)
+	}
 	p := event.Process{PID: 42, PPID: 10, UID: 1000, EUID: 0, GID: 100, StartTime: 5, CgroupID: 9, Comm: "tool", LoginUID: 1000, SessionID: 3}
 	entry := &proctree.Entry{PID: 42, PPID: 10, Exe: "/usr/bin/tool", Args: []string{"tool", "-x"}, Cwd: "/srv", Comm: "tool"}
 	tcp := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -223,8 +226,8 @@ func TestInputForConvertsEveryEvent(t *testing.T) {
 		if !ok {
 			t.Fatalf("%T refused", tt.ev)
 		}
-		if in.Kind != tt.kind {
-			t.Errorf("%T: kind %q, want %q", tt.ev, in.Kind, tt.kind)
+		if in.Kind != tt.kind || KindOf(tt.ev) != tt.kind {
+			t.Errorf("%T: kind %q, KindOf %q, want %q", tt.ev, in.Kind, KindOf(tt.ev), tt.kind)
 		}
 		if got := tt.part(in); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%T:\n got %+v\nwant %+v", tt.ev, got, tt.want)

@@ -375,28 +375,70 @@ func InputFor(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []
 	return in, true
 }
 
+// KindOf returns the kind of event ev (a pointer or a value), the
+// Input.Kind that Fill gives it, or "" for an event no rule can be about.
+// The pipeline asks it first so as not to build an input for a kind that
+// no rule is on.
+func KindOf(ev any) string {
+	switch ev.(type) {
+	case *event.Exec, event.Exec:
+		return KindExec
+	case *event.Exit, event.Exit:
+		return KindExit
+	case *event.File, event.File:
+		return KindFile
+	case *event.CredChange, event.CredChange:
+		return KindCred
+	case *event.Ptrace, event.Ptrace:
+		return KindPtrace
+	case *event.Module, event.Module:
+		return KindModule
+	case *event.MemfdCreate, event.MemfdCreate:
+		return KindMemfd
+	case *event.Mount, event.Mount:
+		return KindMount
+	case *event.BPFProgLoad, event.BPFProgLoad:
+		return KindBPF
+	case *event.Kill, event.Kill:
+		return KindKill
+	case *event.Login, event.Login:
+		return KindLogin
+	case *event.TCPConnect, event.TCPConnect:
+		return KindConnect
+	case *event.TCPAccept, event.TCPAccept:
+		return KindAccept
+	case *event.TCPClose, event.TCPClose:
+		return KindClose
+	case *event.UDPFlow, event.UDPFlow:
+		return KindUDP
+	case *event.DNS, event.DNS:
+		return KindDNS
+	}
+	return ""
+}
+
 // Fill is InputFor into an existing Input, which it resets first and
 // whose ancestors' storage it reuses: a caller handling one event at a time
 // keeps one Input instead of allocating one per event. It reports false
 // for Fork and unknown types.
 func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ancestors []proctree.Entry, userName func(uint32) string) bool {
 	anc := in.Ancestors[:0]
-	*in = Input{}
+	*in = Input{Kind: KindOf(ev)}
 	var p *event.Process
 	switch x := ev.(type) {
 	case *event.Exec:
-		in.Kind, in.Time, p = KindExec, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Process = execProcess(x, proc)
 	case event.Exec:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Exit:
-		in.Kind, in.Time, p = KindExit, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 	case event.Exit:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.File:
-		in.Kind, in.Time, p = KindFile, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.File = File{
 			Op: string(x.Op), Path: x.Path, NewPath: x.Path2, Mode: x.Mode, Flags: x.Flags,
 			UID: x.UID, GID: x.GID, Read: x.Read, Write: x.Write, Create: x.Create,
@@ -406,7 +448,7 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.CredChange:
-		in.Kind, in.Time, p = KindCred, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Cred = Cred{
 			Syscall: x.Syscall,
 			OldUID:  x.Old.UID, OldEUID: x.Old.EUID, OldGID: x.Old.GID, OldEGID: x.Old.EGID,
@@ -417,13 +459,13 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Ptrace:
-		in.Kind, in.Time, p = KindPtrace, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Ptrace = Ptrace{Request: ptraceRequest(x.Request), TargetPID: x.TargetPID}
 	case event.Ptrace:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Module:
-		in.Kind, in.Time, p = KindModule, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Module = Module{Op: "load", Name: x.Name, Path: x.Path}
 		if x.Unload {
 			in.Module.Op = "unload"
@@ -432,13 +474,13 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.MemfdCreate:
-		in.Kind, in.Time, p = KindMemfd, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Memfd = Memfd{Name: x.Name, Flags: x.Flags}
 	case event.MemfdCreate:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Mount:
-		in.Kind, in.Time, p = KindMount, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Mount = Mount{Op: "mount", Source: x.Source, Target: x.Target, FSType: x.FSType, Flags: x.Flags}
 		if x.Unmount {
 			in.Mount.Op = "umount"
@@ -447,19 +489,19 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.BPFProgLoad:
-		in.Kind, in.Time, p = KindBPF, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.BPF = BPF{ProgType: x.ProgType, ProgName: x.ProgName, InsnCount: x.InsnCount}
 	case event.BPFProgLoad:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Kill:
-		in.Kind, in.Time, p = KindKill, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Kill = Kill{TargetPID: x.TargetPID, Signal: x.Signal}
 	case event.Kill:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.Login:
-		in.Kind, in.Time, p = KindLogin, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Login = Login{
 			Op: loginOp(x.Op), Service: x.Service, User: x.User, RemoteHost: x.RemoteHost,
 			RemoteUser: x.RemoteUser, TTY: x.TTY, Result: int32(x.Result), Success: x.Succeeded(),
@@ -468,20 +510,20 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.TCPConnect:
-		in.Kind, in.Time, p = KindConnect, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Network = flow("tcp", event.Outbound, x.Local, x.Remote)
 		in.Network.Failed = x.Failed
 	case event.TCPConnect:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.TCPAccept:
-		in.Kind, in.Time, p = KindAccept, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Network = flow("tcp", event.Inbound, x.Local, x.Remote)
 	case event.TCPAccept:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.TCPClose:
-		in.Kind, in.Time, p = KindClose, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Network = flow("tcp", x.Direction, x.Local, x.Remote)
 		in.Network.BytesSent, in.Network.BytesReceived = x.BytesSent, x.BytesReceived
 		if !x.Established.IsZero() {
@@ -491,13 +533,13 @@ func (in *Input) Fill(ev any, proc *proctree.Entry, parent *proctree.Entry, ance
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.UDPFlow:
-		in.Kind, in.Time, p = KindUDP, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Network = flow("udp", x.Direction, x.Local, x.Remote)
 	case event.UDPFlow:
 		in.Ancestors = anc
 		return in.Fill(&x, proc, parent, ancestors, userName)
 	case *event.DNS:
-		in.Kind, in.Time, p = KindDNS, x.Time, &x.Process
+		in.Time, p = x.Time, &x.Process
 		in.Network = flow("udp", x.Direction, x.Local, x.Remote)
 		in.Network.Query, in.Network.Response, in.Network.RCode = x.Name, x.Response, x.RCode
 		for _, a := range x.Answers {
