@@ -193,6 +193,42 @@ func Append(path string, add []Suppression) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return 0, fmt.Errorf("create feedback dir: %w", err)
 	}
+	return update(path, func(list []Suppression) ([]Suppression, int) {
+		added := 0
+		for _, s := range add {
+			if !contains(list, s) {
+				list = append(list, s)
+				added++
+			}
+		}
+		return list, added
+	})
+}
+
+// Remove deletes every suppression of incident id from the feedback file
+// at path, under the same lock as Append, and returns how many it removed;
+// when none is, the file is left untouched. This withdraws a benign label.
+// (A baseline an anomaly suppression taught stays learnt.)
+func Remove(path, id string) (int, error) {
+	if _, err := os.Stat(filepath.Dir(path)); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // no state directory: nothing to remove
+	}
+	return update(path, func(list []Suppression) ([]Suppression, int) {
+		keep := list[:0:0]
+		for _, s := range list {
+			if s.IncidentID != id {
+				keep = append(keep, s)
+			}
+		}
+		return keep, len(list) - len(keep)
+	})
+}
+
+// update changes the feedback file at path under its lock: change gets the
+// suppressions in the file and returns the new list and how many it
+// changed. With no change the file is left untouched; otherwise it is
+// replaced atomically, so a reader never sees half of it.
+func update(path string, change func([]Suppression) ([]Suppression, int)) (int, error) {
 	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("lock feedback: %w", err)
@@ -205,14 +241,8 @@ func Append(path string, add []Suppression) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	added := 0
-	for _, s := range add {
-		if !contains(list, s) {
-			list = append(list, s)
-			added++
-		}
-	}
-	if added == 0 {
+	list, n := change(list)
+	if n == 0 {
 		return 0, nil
 	}
 	b, err := json.MarshalIndent(fileContent{Version: fileVersion, Suppressions: list}, "", "  ")
@@ -222,47 +252,7 @@ func Append(path string, add []Suppression) (int, error) {
 	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return 0, fmt.Errorf("write feedback: %w", err)
 	}
-	return added, nil
-}
-
-// Remove deletes every suppression of incident id from the feedback file
-// at path, under the same lock as Append, and returns how many it removed;
-// when none is, the file is left untouched. This withdraws a benign label.
-// (A baseline an anomaly suppression taught stays learnt.)
-func Remove(path, id string) (int, error) {
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil // no state directory: nothing to remove
-	}
-	if err != nil {
-		return 0, fmt.Errorf("lock feedback: %w", err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return 0, fmt.Errorf("lock feedback: %w", err)
-	}
-	list, err := Load(path)
-	if err != nil {
-		return 0, err
-	}
-	keep := list[:0:0]
-	for _, s := range list {
-		if s.IncidentID != id {
-			keep = append(keep, s)
-		}
-	}
-	removed := len(list) - len(keep)
-	if removed == 0 {
-		return 0, nil
-	}
-	b, err := json.MarshalIndent(fileContent{Version: fileVersion, Suppressions: keep}, "", "  ")
-	if err != nil {
-		return 0, fmt.Errorf("encode feedback: %w", err)
-	}
-	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return 0, fmt.Errorf("write feedback: %w", err)
-	}
-	return removed, nil
+	return n, nil
 }
 
 // IncidentIDs returns the distinct incident ids of list, in order.
