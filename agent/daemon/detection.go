@@ -115,13 +115,7 @@ func newDetection(cfg Config, log *slog.Logger, tree *proctree.Tree, b *incident
 		Logger:            log,
 		OnResponse:        onResponse,
 		Latest:            func(id string) (*vigilv1.Incident, error) { return d.journal.Find(id) },
-		Lookup: func(pid uint32) (proctree.Entry, bool) {
-			e, err := proctree.ReadProc("/proc", pid)
-			if err != nil {
-				return proctree.Entry{}, false
-			}
-			return *e, true
-		},
+		Lookup:            proctree.LookupProc,
 		Emit: func(inc *vigilv1.Incident) {
 			st.incidents.Add(1)
 			d.emit(inc)

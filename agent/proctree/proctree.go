@@ -117,6 +117,17 @@ func (t *Tree) SeedFromProc(procRoot string) error {
 	return nil
 }
 
+// LookupProc reads process pid from /proc, reporting false when it cannot:
+// the lookup the detection pipeline falls back on for a process it has not
+// seen start.
+func LookupProc(pid uint32) (Entry, bool) {
+	e, err := ReadProc("/proc", pid)
+	if err != nil {
+		return Entry{}, false
+	}
+	return *e, true
+}
+
 // ReadProc reads one process from procRoot/<pid>.
 func ReadProc(procRoot string, pid uint32) (*Entry, error) {
 	dir := filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10))

@@ -84,13 +84,7 @@ func startHostAgent(t *testing.T, srv *app.Server, hostID, hostname string, lost
 		Builder: &incident.Builder{HostID: hostID, Hostname: hostname, BootTime: boot},
 		Engine:  rules.NewEngine(set, rules.Options{}),
 		Tree:    tree,
-		Lookup: func(pid uint32) (proctree.Entry, bool) {
-			e, err := proctree.ReadProc("/proc", pid)
-			if err != nil {
-				return proctree.Entry{}, false
-			}
-			return *e, true
-		},
+		Lookup:  proctree.LookupProc,
 		Emit: func(inc *vigilv1.Incident) {
 			if err := a.client.Send(inc); err != nil {
 				t.Errorf("agent send: %v", err)
