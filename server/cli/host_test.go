@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	vigilv1 "github.com/vigil-sensor/vigil/proto/vigil/v1"
 	"github.com/vigil-sensor/vigil/server/cli"
@@ -21,6 +22,12 @@ func TestHostnameForHostID(t *testing.T) {
 	code, out, errOut := run(t, env, "incidents", "list", "--host", "web-1", "--json")
 	if code != cli.ExitOK || strings.Count(out, "\n") != 3 {
 		t.Errorf("list --host web-1: exit %d, %d lines, stderr %q; want 3 incidents", code, strings.Count(out, "\n"), errOut)
+	}
+	// The reporting agent has hung up; wait until the server has seen it go.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, agents, _ := run(t, env, "agents", "--json"); !strings.Contains(agents, `"connected":true`) {
+			break
+		}
 	}
 	code, _, errOut = run(t, env, "respond", "web-1", "kill", "pid:1", "--dry-run")
 	if want := "vigilctl: agent of host " + host + " is not connected\n"; code != cli.ExitError || errOut != want {
